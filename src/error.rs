@@ -1,0 +1,94 @@
+//! The typed surface's error: what the caller did, or what the kernel refused.
+//!
+//! Invariant owned here: an `Error` is `Copy`, carries no strings and never allocates,
+//! so it can be returned from any path, including out-of-memory ones.
+
+use core::fmt;
+
+use crate::registry::State;
+use crate::sys::Errno;
+
+/// Why a wildx operation was refused. Nothing changed when one is returned, except
+/// where a variant says otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// `alloc(0)`: a page must hold at least one byte.
+    ZeroLength,
+    /// The length, rounded up to whole pages, passes `isize::MAX`.
+    LengthOverflow,
+    /// Mapping this many more bytes would pass the process-wide quota.
+    QuotaExceeded {
+        /// Bytes the refused allocation would have mapped (whole pages).
+        requested: usize,
+        /// Bytes mapped by live pages (and allocations under way) at the time.
+        live: usize,
+        /// The quota at the time.
+        quota: usize,
+    },
+    /// The pointer is null.
+    Null,
+    /// The pointer is not the start of a live wildx page: foreign (stack, heap, static,
+    /// another allocator), interior to a page, or already freed.
+    NotRegistered,
+    /// The page is registered but not in the state the operation needs.
+    WrongState {
+        /// The state the operation needs.
+        expected: State,
+        /// The state the page is in.
+        found: State,
+    },
+    /// The page is too small for what was to be written into it.
+    TooSmall {
+        /// Bytes needed.
+        needed: usize,
+        /// The page's requested length.
+        len: usize,
+    },
+    /// The page is owned by a typed handle ([`crate::Page`] or [`crate::Code`]); the raw
+    /// surface may not free, seal or write it. Use the handle, or take the pointer back
+    /// with `into_raw` first.
+    HeldByHandle,
+    /// The sealed page's bytes no longer hash to the value recorded at seal.
+    IntegrityMismatch {
+        /// The hash recorded at seal.
+        sealed: u64,
+        /// The hash of the bytes now.
+        now: u64,
+    },
+    /// The registry's own table could not grow (its `mmap` failed); the new page was
+    /// unmapped again.
+    RegistryStorage,
+    /// The kernel refused a syscall (`mmap`, `mprotect` or `munmap`) with this errno.
+    Os(Errno),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::ZeroLength => f.write_str("zero-length allocation"),
+            Error::LengthOverflow => f.write_str("length overflows when rounded up to whole pages"),
+            Error::QuotaExceeded { requested, live, quota } => {
+                write!(f, "quota exceeded: {requested} more bytes with {live} mapped would pass the quota of {quota}")
+            }
+            Error::Null => f.write_str("null pointer"),
+            Error::NotRegistered => f.write_str("not the start of a live wildx page (foreign, interior or freed)"),
+            Error::WrongState { expected, found } => {
+                write!(f, "page is {found:?}, operation needs {expected:?}")
+            }
+            Error::HeldByHandle => f.write_str("page is owned by a typed handle; use the handle or its into_raw"),
+            Error::TooSmall { needed, len } => write!(f, "page holds {len} bytes, {needed} needed"),
+            Error::IntegrityMismatch { sealed, now } => {
+                write!(f, "integrity check failed: sealed {sealed:#018x}, now {now:#018x}")
+            }
+            Error::RegistryStorage => f.write_str("the page registry could not grow (mmap failed)"),
+            Error::Os(errno @ (Errno::EACCES | Errno::EPERM)) => write!(
+                f,
+                "the kernel refused: {errno}; a security policy (SELinux execmem, seccomp, \
+                 a hardened kernel) forbids executable memory or this memory operation"
+            ),
+            Error::Os(errno) => write!(f, "the kernel refused: {errno}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}

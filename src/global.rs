@@ -1,0 +1,110 @@
+//! An mmap-backed allocator: every block is its own anonymous read-write mapping.
+//!
+//! Invariant owned here: a block handed out is a whole, page-aligned, zeroed mapping of
+//! its size rounded up to pages, and is returned to the kernel with `munmap`.
+//!
+//! Two users: the registry's table storage (through [`crate::registry`]) and
+//! freestanding binaries, which must name a `#[global_allocator]` because hashbrown
+//! links `liballoc` even though wildx never calls the global allocator.
+//!
+//! This module needs `unsafe` to implement `GlobalAlloc` (an `unsafe trait`) and to
+//! unmap blocks.
+
+#![allow(unsafe_code)]
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{self, NonNull};
+
+use crate::sys::{self, PAGE_SIZE};
+
+/// A global allocator for freestanding binaries: each allocation is one anonymous
+/// private mapping (whole pages, zeroed), each deallocation one `munmap`.
+///
+/// It is simple and has no shared state, but page-granular: every allocation costs at
+/// least 4 KiB and two syscalls. Meant for `#![no_std]` binaries that allocate rarely,
+/// not as a general-purpose heap. Alignments above 4096 are refused (null).
+///
+/// ```no_run
+/// #[global_allocator]
+/// static ALLOC: wildx::MmapAlloc = wildx::MmapAlloc;
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MmapAlloc;
+
+/// `size` rounded up to whole pages (at least one), or `None` on overflow.
+fn block_len(size: usize) -> Option<usize> {
+    let size = size.max(1);
+    if size > isize::MAX as usize - (PAGE_SIZE - 1) {
+        return None;
+    }
+    Some((size + PAGE_SIZE - 1) & !(PAGE_SIZE - 1))
+}
+
+impl MmapAlloc {
+    /// Maps a block for `layout`, returning it and its mapped length.
+    pub(crate) fn map(layout: Layout) -> Option<(NonNull<u8>, usize)> {
+        if layout.align() > PAGE_SIZE {
+            return None;
+        }
+        let len = block_len(layout.size())?;
+        let ptr = sys::mmap_anonymous(len, sys::PROT_READ | sys::PROT_WRITE).ok()?;
+        Some((ptr, len))
+    }
+
+    /// Unmaps a block from [`MmapAlloc::map`], returning its mapped length, or `None`
+    /// if the kernel refused (the block then stays mapped).
+    ///
+    /// # Safety
+    /// `ptr` must have come from `map` with the same `layout`, and must not be used again.
+    pub(crate) unsafe fn unmap(ptr: NonNull<u8>, layout: Layout) -> Option<usize> {
+        let len = block_len(layout.size())?;
+        // SAFETY: by the caller's contract `ptr` starts a mapping of exactly `len` bytes
+        // that nobody uses any more.
+        unsafe { sys::munmap(ptr, len) }.ok()?;
+        Some(len)
+    }
+}
+
+// SAFETY: `alloc` returns null or a fresh mapping of at least `layout.size()` bytes
+// aligned to a page (>= `layout.align()`, larger alignments are refused), owned by the
+// caller until `dealloc`; the mapping is zeroed, so `alloc_zeroed` may return it as is.
+unsafe impl GlobalAlloc for MmapAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        MmapAlloc::map(layout).map_or(ptr::null_mut(), |(p, _)| p.as_ptr())
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as `alloc`; fresh anonymous mappings are zero-filled.
+        unsafe { self.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: GlobalAlloc's contract: `ptr` came from `alloc` with `layout` and
+            // is not used again. A refused munmap leaves the block mapped (a leak, not
+            // unsoundness); a deallocation has no way to report it.
+            let _ = unsafe { MmapAlloc::unmap(p, layout) };
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if block_len(layout.size()) == block_len(new_size) {
+            // Same number of pages: the block already holds `new_size` bytes.
+            return ptr;
+        }
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: `new_layout` has the caller's (valid) alignment and a non-zero size.
+        let new = unsafe { self.alloc(new_layout) };
+        if !new.is_null() {
+            // SAFETY: both blocks are live, distinct mappings at least
+            // min(old, new) bytes long; the old one is freed right after and not reused.
+            unsafe {
+                ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        new
+    }
+}

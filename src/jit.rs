@@ -1,0 +1,121 @@
+//! The pinned JIT signature, `add(i32, i32) -> i32`, and the runtime call helpers.
+//!
+//! Invariant owned here: every call this module makes into a page goes through the
+//! verify-on-call hook when that feature is on, and compiles to a plain indirect call
+//! when it is off.
+//!
+//! The five bytes are the seed's: `89 f8` (mov eax, edi), `01 f0` (add eax, esi), `c3`
+//! (ret): the System V AMD64 `int32_t add(int32_t, int32_t)` with wrapping overflow.
+//!
+//! ```
+//! let f = wildx::jit::compile_add_i32();
+//! assert!(!f.is_null());
+//! // SAFETY: `f` came from compile_add_i32 and is freed only after the call.
+//! assert_eq!(unsafe { wildx::jit::call_i32_i32(f, 7, 35) }, 42);
+//! assert_eq!(wildx::jit::free(f), 0);
+//! ```
+//!
+//! This module needs `unsafe` to turn a page pointer into a function pointer and call it.
+
+#![allow(unsafe_code)]
+
+use crate::error::Error;
+use crate::page::{self, Access};
+use crate::typed::{Code, Page};
+
+/// `mov eax, edi; add eax, esi; ret`.
+pub const ADD_I32: [u8; 5] = [0x89, 0xf8, 0x01, 0xf0, 0xc3];
+
+/// The bytes [`compile_add_i32`] allocates, as the seed did (one page is mapped).
+pub const ADD_PAGE_LEN: usize = 64;
+
+/// The type of the add page's code.
+pub type AddI32 = extern "sysv64" fn(i32, i32) -> i32;
+
+/// Allocates a 64-byte page, writes [`ADD_I32`] and seals it. Syscalls: `mmap`,
+/// `mprotect`, and `munmap` on failure.
+///
+/// Returns the sealed page, or null with nothing left mapped or registered if any step
+/// fails (quota, `mmap`, `PROT_EXEC` refused). Unlike the seed's helper, it never
+/// returns a page it has freed.
+#[must_use]
+pub fn compile_add_i32() -> *mut u8 {
+    let page = crate::raw::alloc(ADD_PAGE_LEN);
+    if page.is_null() {
+        return page;
+    }
+    if install_add_i32(page) != 0 || crate::raw::seal(page) != 0 {
+        // Cannot be refused: the page is ours, live and not held by a handle.
+        let _ = crate::raw::free(page);
+        return core::ptr::null_mut();
+    }
+    page
+}
+
+/// Writes [`ADD_I32`] at the start of a WRITABLE page. Syscalls: none.
+///
+/// Returns 0, or -1 changing nothing if `page` is not the start of a live WRITABLE page
+/// of at least 5 bytes that no typed handle owns.
+#[must_use]
+pub fn install_add_i32(page: *mut u8) -> i32 {
+    match page::write(page, 0, &ADD_I32, Access::Raw) {
+        Ok(()) => 0,
+        Err(_) => -1,
+    }
+}
+
+/// Calls a sealed add page: `f(a, b)`.
+///
+/// With `verify-on-call`, the page is looked up and re-hashed first; if it is not a live
+/// sealed page or its bytes changed, one line goes to stderr and the process aborts
+/// with SIGABRT (never returns, never runs the bytes). Without the feature there is no
+/// lookup: this is one indirect call.
+///
+/// # Safety
+/// `f` must be a page returned by [`compile_add_i32`] (or sealed holding code with the
+/// same signature), not freed before this call returns, and not freed concurrently by
+/// another thread. Without `verify-on-call`, passing anything else jumps to it.
+#[inline]
+pub unsafe fn call_i32_i32(f: *mut u8, a: i32, b: i32) -> i32 {
+    #[cfg(feature = "verify-on-call")]
+    page::verify_before_call(f);
+    // SAFETY: by the caller's contract `f` is live sealed code implementing `AddI32`;
+    // code and function pointers share size and representation on x86-64.
+    let add = unsafe { core::mem::transmute::<*mut u8, AddI32>(f) };
+    add(a, b)
+}
+
+/// Frees a page from [`compile_add_i32`]: the same as [`crate::raw::free`].
+#[must_use]
+pub fn free(f: *mut u8) -> i32 {
+    crate::raw::free(f)
+}
+
+/// The typed [`compile_add_i32`]: the add page as owned code. Dropping it frees it.
+///
+/// ```
+/// let add = wildx::jit::compile_add()?;
+/// assert_eq!(add.call((i32::MAX, 1)), i32::MIN);
+/// # Ok::<(), wildx::Error>(())
+/// ```
+///
+/// # Errors
+/// Those of [`Page::new`] and [`Page::seal`]; on any of them nothing is left mapped.
+pub fn compile_add() -> Result<Code<AddI32>, Error> {
+    let mut page = Page::new(ADD_PAGE_LEN)?;
+    install_add(&mut page)?;
+    // SAFETY: the page starts with ADD_I32, which implements `AddI32` and touches no
+    // memory; the rest is int3.
+    Ok(unsafe { page.seal::<AddI32>() }?)
+}
+
+/// Writes [`ADD_I32`] at the start of a typed page.
+///
+/// # Errors
+/// [`Error::TooSmall`] if the page holds fewer than 5 bytes.
+pub fn install_add(page: &mut Page) -> Result<(), Error> {
+    let bytes = page.as_mut_slice();
+    let len = bytes.len();
+    bytes.get_mut(..ADD_I32.len()).ok_or(Error::TooSmall { needed: ADD_I32.len(), len })?.copy_from_slice(&ADD_I32);
+    Ok(())
+}

@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+compile_error!(
+    "wildx supports only x86-64 Linux: it issues raw x86-64 Linux syscalls and emits \
+     x86-64 machine code"
+);
+
+pub mod sys;
+
+mod error;
+mod global;
+mod hash;
+pub mod jit;
+mod page;
+pub mod raw;
+mod registry;
+mod typed;
+
+pub use error::Error;
+pub use global::MmapAlloc;
+pub use hash::fnv1a64;
+pub use page::{PageInfo, Stats, inspect, quota, set_quota, stats};
+pub use registry::{DEFAULT_QUOTA, State};
+pub use sys::Errno;
+pub use typed::{Code, Page, SealError, Signature};

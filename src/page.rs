@@ -1,0 +1,397 @@
+//! The page state machine: alloc → WRITABLE → seal → EXECUTABLE → free, on top of the
+//! registry and the raw syscalls. Every surface (raw, typed, jit, C) goes through here.
+//!
+//! Invariants owned here:
+//! - no page is ever writable and executable at once: a page is mapped `R|W` and only
+//!   ever `mprotect`ed to `R|X`, once, from WRITABLE;
+//! - a refused operation changes nothing (no mapping, no entry, no quota, no stats but
+//!   the refusal count);
+//! - no operation acts on a mapping another thread has freed: every operation that
+//!   touches a page's bytes or protection holds the registry lock from the lookup that
+//!   found the page until it is done with it, and `free` removes the entry under the
+//!   same lock it unmaps under.
+//!
+//! This module needs `unsafe` to read, write, `mprotect` and `munmap` the pages the
+//! registry vouches for.
+
+#![allow(unsafe_code)]
+
+use core::ptr::NonNull;
+use core::slice;
+
+use crate::error::Error;
+use crate::hash::fnv1a64;
+use crate::registry::{self, ALLOCS, FREES, REFUSALS, REGISTRY, SEALS, Slot, State};
+use crate::sys::{self, PROT_EXEC, PROT_READ, PROT_WRITE};
+
+/// Who is asking: the raw surface may not touch a page a typed handle owns.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Access {
+    /// The raw or C surface, or `jit` helpers on raw pointers.
+    Raw,
+    /// The typed handle that owns the page.
+    Handle,
+}
+
+/// What the registry knows about one live page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageInfo {
+    /// The start of the mapping (the pointer `alloc` returned).
+    pub start: NonNull<u8>,
+    /// The length the caller asked for; the seal hash covers exactly these bytes.
+    pub len: usize,
+    /// The mapped length: `len` rounded up to whole 4096-byte pages.
+    pub mapped_len: usize,
+    /// Where the page is in its lifecycle.
+    pub state: State,
+    /// The FNV-1a 64 hash of the first `len` bytes, recorded at seal.
+    pub seal_hash: Option<u64>,
+    /// Whether a typed handle ([`crate::Page`] / [`crate::Code`]) owns the page.
+    pub held_by_handle: bool,
+}
+
+/// A snapshot of the registry's accounting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Pages allocated and not yet freed.
+    pub live_pages: usize,
+    /// Bytes mapped by live pages (whole pages).
+    pub live_bytes: usize,
+    /// The most `live_bytes` has ever been.
+    pub peak_bytes: usize,
+    /// The process-wide quota on `live_bytes`.
+    pub quota: usize,
+    /// Successful allocations.
+    pub allocs: u64,
+    /// Successful seals.
+    pub seals: u64,
+    /// Successful frees.
+    pub frees: u64,
+    /// Refused allocs, seals, frees, writes and handle conversions (each a -1, a null
+    /// or an `Err`). Verify results are not counted.
+    pub refusals: u64,
+    /// Bytes the registry's own table has mapped (its footprint).
+    pub registry_bytes: usize,
+    /// Entries the registry's table can hold before it must grow.
+    pub registry_capacity: usize,
+}
+
+/// Counts the outcome of an operation: `counter` on success, a refusal on failure.
+fn tally<T>(result: Result<T, Error>, counter: &core::sync::atomic::AtomicU64) -> Result<T, Error> {
+    match &result {
+        Ok(_) => registry::count(counter),
+        Err(_) => registry::count(&REFUSALS),
+    }
+    result
+}
+
+fn refused<T>(result: Result<T, Error>) -> Result<T, Error> {
+    if result.is_err() {
+        registry::count(&REFUSALS);
+    }
+    result
+}
+
+/// The registry key for `ptr`, or why it cannot be one. Touches no memory.
+fn key(ptr: *const u8) -> Result<usize, Error> {
+    if ptr.is_null() {
+        return Err(Error::Null);
+    }
+    Ok(ptr as usize)
+}
+
+/// Looks `addr` up, refusing pages a handle owns unless `access` is that handle.
+fn lookup(reg: &registry::Registry, addr: usize, access: Access) -> Result<Slot, Error> {
+    let slot = reg.get(addr).ok_or(Error::NotRegistered)?;
+    if access == Access::Raw && slot.held() {
+        return Err(Error::HeldByHandle);
+    }
+    Ok(slot)
+}
+
+fn expect_state(slot: Slot, expected: State) -> Result<(), Error> {
+    match slot.state() {
+        found if found == expected => Ok(()),
+        found => Err(Error::WrongState { expected, found }),
+    }
+}
+
+/// Maps a fresh WRITABLE page of `len` bytes (whole pages, `R|W`, filled with `0xCC`)
+/// and registers it, owned by a typed handle if `access` is [`Access::Handle`].
+///
+/// Syscalls: `mmap`, and `munmap` if the registry cannot grow.
+pub(crate) fn alloc(len: usize, access: Access) -> Result<NonNull<u8>, Error> {
+    tally(alloc_inner(len, access), &ALLOCS)
+}
+
+fn alloc_inner(len: usize, access: Access) -> Result<NonNull<u8>, Error> {
+    if len == 0 {
+        return Err(Error::ZeroLength);
+    }
+    let mapped = registry::checked_round_to_pages(len).ok_or(Error::LengthOverflow)?;
+    {
+        let mut reg = REGISTRY.write();
+        if !reg.reserve(mapped) {
+            let (live, quota) = (reg.live_bytes() + reg.reserved(), reg.quota());
+            return Err(Error::QuotaExceeded { requested: mapped, live, quota });
+        }
+    }
+    // Map and fill outside the lock: nobody else knows this address yet.
+    let ptr = match sys::mmap_anonymous(mapped, PROT_READ | PROT_WRITE) {
+        Ok(ptr) => ptr,
+        Err(errno) => {
+            REGISTRY.write().unreserve(mapped);
+            return Err(Error::Os(errno));
+        }
+    };
+    // SAFETY: `ptr` starts a fresh R|W mapping of `mapped` bytes that only this
+    // function knows about.
+    unsafe { ptr.as_ptr().write_bytes(0xCC, mapped) };
+    let mut reg = REGISTRY.write();
+    if reg.insert(ptr.as_ptr() as usize, len, access == Access::Handle).is_err() {
+        reg.unreserve(mapped);
+        drop(reg);
+        // SAFETY: the mapping was never registered or handed out; it is ours to drop.
+        // If even this munmap is refused (a seccomp policy), the bytes stay mapped but
+        // unreachable; there is nothing better to do with them.
+        let _ = unsafe { sys::munmap(ptr, mapped) };
+        return Err(Error::RegistryStorage);
+    }
+    Ok(ptr)
+}
+
+/// Seals a WRITABLE page: hashes its requested bytes, `mprotect`s it `R|X`, records the
+/// hash and marks it EXECUTABLE. Returns the hash.
+///
+/// Syscalls: `mprotect`. On any failure the page is unchanged (still WRITABLE).
+pub(crate) fn seal(ptr: *const u8, access: Access) -> Result<u64, Error> {
+    tally(seal_inner(ptr, access), &SEALS)
+}
+
+fn seal_inner(ptr: *const u8, access: Access) -> Result<u64, Error> {
+    let addr = key(ptr)?;
+    // Held across the hash and the mprotect so that a concurrent free cannot unmap the
+    // page (and the kernel hand the address out again) between the lookup and them.
+    // The cost is small: the kernel serialises mprotect/munmap/mmap of one process on
+    // its mmap lock anyway.
+    let mut reg = REGISTRY.write();
+    let slot = lookup(&reg, addr, access)?;
+    expect_state(slot, State::Writable)?;
+    // SAFETY: the registry vouches that `addr` starts a live R|W mapping of at least
+    // `slot.len()` bytes, and the write lock keeps it mapped while we read. Its owner
+    // is either this call's typed handle (consumed by sealing) or raw-surface code that
+    // must not write during a seal.
+    let hash = fnv1a64(unsafe { slice::from_raw_parts(ptr, slot.len()) });
+    let prot = PROT_READ | PROT_EXEC;
+    debug_assert!(prot & PROT_WRITE == 0, "W^X: never map a page writable and executable");
+    let start = NonNull::new(ptr as *mut u8).ok_or(Error::Null)?;
+    // SAFETY: `start` is the page-aligned start of a registered mapping of
+    // `mapped_len` bytes (registry invariant), which the lock keeps alive; removing
+    // PROT_WRITE cannot invalidate a Rust reference because no handle can be writing
+    // (see above).
+    unsafe { sys::mprotect(start, slot.mapped_len(), prot) }.map_err(Error::Os)?;
+    reg.mark_sealed(addr, hash);
+    Ok(hash)
+}
+
+/// Unmaps a WRITABLE or EXECUTABLE page and removes its entry.
+///
+/// Syscalls: `munmap`. If the kernel refuses the `munmap`, the entry is kept (the page
+/// stays registered, in its state, and may be freed again later) and `Os` is returned:
+/// nothing is lost and the quota stays honest about what is mapped.
+pub(crate) fn free(ptr: *const u8, access: Access) -> Result<(), Error> {
+    tally(free_inner(ptr, access), &FREES)
+}
+
+fn free_inner(ptr: *const u8, access: Access) -> Result<(), Error> {
+    let addr = key(ptr)?;
+    // Held across the munmap so the entry disappears exactly when the mapping does: no
+    // other thread can find the entry of an unmapped page, or register a new mapping
+    // at this address while the stale entry is still there.
+    let mut reg = REGISTRY.write();
+    let slot = lookup(&reg, addr, access)?;
+    let start = NonNull::new(ptr as *mut u8).ok_or(Error::Null)?;
+    // SAFETY: `start` starts a registered mapping of `mapped_len` bytes; its owner
+    // gives it up by calling free, and the lock keeps other threads off it.
+    unsafe { sys::munmap(start, slot.mapped_len()) }.map_err(Error::Os)?;
+    reg.remove(addr);
+    Ok(())
+}
+
+/// Copies `bytes` to `offset` in a WRITABLE page. Syscalls: none.
+pub(crate) fn write(ptr: *mut u8, offset: usize, bytes: &[u8], access: Access) -> Result<(), Error> {
+    refused(write_inner(ptr, offset, bytes, access))
+}
+
+fn write_inner(ptr: *mut u8, offset: usize, bytes: &[u8], access: Access) -> Result<(), Error> {
+    let addr = key(ptr)?;
+    // A read lock suffices: seal and free need the write lock, so the page stays
+    // mapped and WRITABLE while we copy.
+    let reg = REGISTRY.read();
+    let slot = lookup(&reg, addr, access)?;
+    expect_state(slot, State::Writable)?;
+    let needed = offset.checked_add(bytes.len()).ok_or(Error::LengthOverflow)?;
+    if needed > slot.len() {
+        return Err(Error::TooSmall { needed, len: slot.len() });
+    }
+    // SAFETY: `[ptr + offset, ptr + needed)` lies inside the requested length of a live
+    // R|W mapping (checked above) that the lock keeps mapped; `bytes` is a Rust slice,
+    // so it cannot overlap a page nobody has handed out as a slice.
+    unsafe { ptr.add(offset).copy_from_nonoverlapping(bytes.as_ptr(), bytes.len()) };
+    Ok(())
+}
+
+/// The state of the page starting at `ptr`, or `None` for anything else.
+pub(crate) fn state(ptr: *const u8) -> Option<State> {
+    inspect(ptr).map(|info| info.state)
+}
+
+/// What the registry knows about the page starting at `ptr`; `None` if `ptr` is null,
+/// foreign, interior or freed. Touches no page memory.
+///
+/// ```
+/// let p = wildx::raw::alloc(100);
+/// let info = wildx::inspect(p).unwrap();
+/// assert_eq!((info.len, info.mapped_len, info.state), (100, 4096, wildx::State::Writable));
+/// assert_eq!(wildx::raw::free(p), 0);
+/// assert!(wildx::inspect(p).is_none());
+/// ```
+#[must_use]
+pub fn inspect(ptr: *const u8) -> Option<PageInfo> {
+    let addr = key(ptr).ok()?;
+    let slot = REGISTRY.read().get(addr)?;
+    Some(PageInfo {
+        start: NonNull::new(ptr as *mut u8)?,
+        len: slot.len(),
+        mapped_len: slot.mapped_len(),
+        state: slot.state(),
+        seal_hash: slot.hash(),
+        held_by_handle: slot.held(),
+    })
+}
+
+/// Re-hashes a sealed page's requested bytes and compares with the hash recorded at
+/// seal. Returns the page's length on a match. Syscalls: none.
+pub(crate) fn verify(ptr: *const u8) -> Result<usize, Error> {
+    let addr = key(ptr)?;
+    // The read lock keeps the page mapped (free needs the write lock) while we hash,
+    // and lets any number of verifying threads in at once.
+    let reg = REGISTRY.read();
+    let slot = reg.get(addr).ok_or(Error::NotRegistered)?;
+    expect_state(slot, State::Executable)?;
+    // SAFETY: the registry vouches for a live R|X mapping of at least `slot.len()`
+    // bytes, kept mapped by the lock; sealed bytes are read-only, so no Rust code can
+    // be writing them.
+    let now = fnv1a64(unsafe { slice::from_raw_parts(ptr, slot.len()) });
+    match slot.hash() {
+        Some(sealed) if sealed == now => Ok(slot.len()),
+        sealed => Err(Error::IntegrityMismatch { sealed: sealed.unwrap_or(0), now }),
+    }
+}
+
+/// Hands a page to a typed handle (`held = true`, `from_raw`) or back to raw pointers
+/// (`held = false`, `into_raw`). Taking a page that is already held, or is not in
+/// `expected` state, is refused.
+pub(crate) fn set_held(ptr: *const u8, expected: State, held: bool) -> Result<Slot, Error> {
+    refused(set_held_inner(ptr, expected, held))
+}
+
+fn set_held_inner(ptr: *const u8, expected: State, held: bool) -> Result<Slot, Error> {
+    let addr = key(ptr)?;
+    let mut reg = REGISTRY.write();
+    // Taking ownership needs a page nobody holds; giving it back is done by its holder.
+    let access = if held { Access::Raw } else { Access::Handle };
+    let slot = lookup(&reg, addr, access)?;
+    expect_state(slot, expected)?;
+    reg.set_held(addr, held);
+    Ok(slot)
+}
+
+/// The verify-on-call hook: every runtime call path runs this before jumping into a
+/// page. On a mismatch, or a page that is not EXECUTABLE, it writes one line to fd 2
+/// and aborts the process with SIGABRT; it never returns in that case.
+#[cfg(feature = "verify-on-call")]
+#[inline]
+pub(crate) fn verify_before_call(ptr: *const u8) {
+    if let Err(error) = verify(ptr) {
+        call_refused(ptr, error)
+    }
+}
+
+#[cfg(feature = "verify-on-call")]
+#[cold]
+#[inline(never)]
+fn call_refused(ptr: *const u8, error: Error) -> ! {
+    use core::fmt::Write as _;
+    let mut line = LineBuf { buf: [0; 192], len: 0 };
+    let len = inspect(ptr).map_or(0, |info| info.len);
+    let _ = match error {
+        Error::IntegrityMismatch { sealed, now } => writeln!(
+            line,
+            "wildx: integrity check failed for page {ptr:p}: sealed {sealed:#018x}, now {now:#018x} ({len} bytes)"
+        ),
+        Error::WrongState { found, .. } => {
+            writeln!(line, "wildx: refusing call into page {ptr:p}: page is {found:?}, not sealed")
+        }
+        _ => writeln!(line, "wildx: refusing call into {ptr:p}: not a live wildx page (freed or foreign)"),
+    };
+    let _ = sys::write_all(sys::STDERR, &line.buf[..line.len]);
+    sys::abort()
+}
+
+/// A fixed buffer that `write!` can fill without allocating; truncates when full.
+#[cfg(feature = "verify-on-call")]
+struct LineBuf {
+    buf: [u8; 192],
+    len: usize,
+}
+
+#[cfg(feature = "verify-on-call")]
+impl core::fmt::Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// A snapshot of the registry's accounting.
+///
+/// ```
+/// let before = wildx::stats();
+/// let p = wildx::raw::alloc(1);
+/// assert!(wildx::stats().allocs > before.allocs);
+/// assert_eq!(wildx::raw::free(p), 0);
+/// ```
+#[must_use]
+pub fn stats() -> Stats {
+    use core::sync::atomic::Ordering::Relaxed;
+    let reg = REGISTRY.read();
+    Stats {
+        live_pages: reg.live_pages(),
+        live_bytes: reg.live_bytes(),
+        peak_bytes: reg.peak_bytes(),
+        quota: reg.quota(),
+        // Relaxed: independent counters, read for reporting only.
+        allocs: ALLOCS.load(Relaxed),
+        seals: SEALS.load(Relaxed),
+        frees: FREES.load(Relaxed),
+        refusals: REFUSALS.load(Relaxed),
+        registry_bytes: registry::storage_bytes(),
+        registry_capacity: reg.capacity(),
+    }
+}
+
+/// Sets the process-wide quota on mapped bytes (default 256 MiB). Lowering it below the
+/// bytes already mapped unmaps nothing: live pages still seal, run and free, and new
+/// allocations are refused until enough is freed.
+pub fn set_quota(bytes: usize) {
+    REGISTRY.write().set_quota(bytes);
+}
+
+/// The process-wide quota on mapped bytes.
+#[must_use]
+pub fn quota() -> usize {
+    REGISTRY.read().quota()
+}

@@ -1,0 +1,343 @@
+//! The process-wide page registry: one `spin` reader-writer lock around a `hashbrown`
+//! map from a mapping's start address to its slot, plus the quota and the statistics.
+//!
+//! Invariants owned here:
+//! - every live wildx mapping is in the map, keyed by its page-aligned start, and
+//!   nothing else is;
+//! - `live_bytes` is the sum of the mapped lengths in the map, and `live_bytes +
+//!   reserved_bytes` never passes the quota at the moment a reservation is taken;
+//! - the map's own storage comes from `mmap` through [`Storage`], never from the global
+//!   allocator, so the crate works where no heap exists.
+//!
+//! This module needs `unsafe` for one reason: [`Storage`] implements hashbrown's
+//! `Allocator` trait (an `unsafe trait`) over `mmap`/`munmap`.
+
+#![allow(unsafe_code)]
+
+use core::alloc::Layout;
+use core::hash::{BuildHasher, Hasher};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use allocator_api2::alloc::{AllocError, Allocator};
+use hashbrown::HashMap;
+use spin::RwLock;
+
+use crate::global::MmapAlloc;
+use crate::sys::PAGE_SIZE;
+
+/// The quota a process starts with: 256 MiB of mapped bytes.
+pub const DEFAULT_QUOTA: usize = 256 << 20;
+
+/// Where a registered page is in its one-way lifecycle.
+///
+/// A freed page is not in the registry at all: the kernel may hand its address out
+/// again, so "freed" is reported as "not registered" (`None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Mapped `PROT_READ|PROT_WRITE`, never executable: fill it with code.
+    Writable,
+    /// Mapped `PROT_READ|PROT_EXEC`, hash recorded: callable, any write traps.
+    Executable,
+}
+
+/// What the registry keeps per live mapping: 16 bytes, so a hashbrown slot with its
+/// 8-byte key and 1 control byte costs 25 bytes.
+///
+/// `meta` packs the requested length (shifted left by 2; lengths of real mappings are
+/// below 2^57, the largest x86-64 address space) with two flags: bit 0 is set once
+/// sealed, bit 1 while a typed handle ([`crate::Page`] or [`crate::Code`]) owns the page.
+/// The mapped length is the requested length rounded up to whole pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Slot {
+    meta: u64,
+    hash: u64,
+}
+
+const SEALED: u64 = 1;
+const HELD: u64 = 2;
+
+impl Slot {
+    pub(crate) const fn writable(len: usize) -> Slot {
+        Slot { meta: (len as u64) << 2, hash: 0 }
+    }
+
+    pub(crate) const fn len(self) -> usize {
+        (self.meta >> 2) as usize
+    }
+
+    pub(crate) const fn mapped_len(self) -> usize {
+        // Cannot overflow: alloc refused lengths whose rounding overflows.
+        round_to_pages(self.len())
+    }
+
+    pub(crate) const fn state(self) -> State {
+        if self.meta & SEALED != 0 { State::Executable } else { State::Writable }
+    }
+
+    /// Whether a typed handle owns the page (the raw surface may then not free,
+    /// seal or write it).
+    pub(crate) const fn held(self) -> bool {
+        self.meta & HELD != 0
+    }
+
+    /// The seal hash, once sealed.
+    pub(crate) const fn hash(self) -> Option<u64> {
+        match self.state() {
+            State::Executable => Some(self.hash),
+            State::Writable => None,
+        }
+    }
+
+    const fn sealed(self, hash: u64) -> Slot {
+        Slot { meta: self.meta | SEALED, hash }
+    }
+
+    const fn with_held(self, held: bool) -> Slot {
+        Slot { meta: if held { self.meta | HELD } else { self.meta & !HELD }, hash: self.hash }
+    }
+}
+
+/// `len` rounded up to whole pages; the caller has checked it does not overflow.
+pub(crate) const fn round_to_pages(len: usize) -> usize {
+    (len + (PAGE_SIZE - 1)) & !(PAGE_SIZE - 1)
+}
+
+/// `len` rounded up to whole pages, or `None` if that passes `isize::MAX` (the most a
+/// Rust allocation, and a slice over it, may span).
+pub(crate) const fn checked_round_to_pages(len: usize) -> Option<usize> {
+    if len > isize::MAX as usize - (PAGE_SIZE - 1) { None } else { Some(round_to_pages(len)) }
+}
+
+/// A hasher for page addresses: a folded 64x64->128 multiply of the page number, so
+/// both the low bits (bucket index) and the top 7 (hashbrown's tag) vary with it.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        let wide = (self.0 >> 12) as u128 * 0x9e37_79b9_7f4a_7c15u128;
+        (wide as u64) ^ ((wide >> 64) as u64)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `usize` keys are hashed; this path exists for completeness.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = n as u64;
+    }
+}
+
+/// A const-constructible `BuildHasher` for [`AddrHasher`].
+#[derive(Clone, Copy, Default)]
+pub(crate) struct AddrHashBuilder;
+
+impl BuildHasher for AddrHashBuilder {
+    type Hasher = AddrHasher;
+    fn build_hasher(&self) -> AddrHasher {
+        AddrHasher(0)
+    }
+}
+
+/// Bytes the registry's own storage has mapped right now.
+static STORAGE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The registry's allocator: every table hashbrown asks for is its own anonymous
+/// read-write mapping, returned with `munmap`. Never the global allocator.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Storage;
+
+// SAFETY: `allocate` returns a fresh mapping of at least `layout.size()` bytes, page
+// aligned (alignments above a page are refused), valid until `deallocate` unmaps it;
+// the unit struct has no state, so clones are interchangeable and a block from one may
+// be freed by another.
+unsafe impl Allocator for Storage {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let (ptr, len) = MmapAlloc::map(layout).ok_or(AllocError)?;
+        // Relaxed: a statistic; the registry lock orders it with the table it counts.
+        STORAGE_BYTES.fetch_add(len, Ordering::Relaxed);
+        Ok(NonNull::slice_from_raw_parts(ptr, len))
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: `ptr` came from `allocate` with this layout, i.e. from
+        // `MmapAlloc::map`, and hashbrown no longer uses it (the trait's contract).
+        // A refused munmap (only possible under a seccomp policy) leaves the block
+        // mapped and still counted.
+        if let Some(len) = unsafe { MmapAlloc::unmap(ptr, layout) } {
+            STORAGE_BYTES.fetch_sub(len, Ordering::Relaxed);
+        }
+    }
+}
+
+type Map = HashMap<usize, Slot, AddrHashBuilder, Storage>;
+
+/// The registry's state, guarded by [`REGISTRY`].
+pub(crate) struct Registry {
+    map: Map,
+    live_bytes: usize,
+    reserved_bytes: usize,
+    peak_bytes: usize,
+    quota: usize,
+}
+
+/// The one registry of the process.
+pub(crate) static REGISTRY: RwLock<Registry> = RwLock::new(Registry {
+    map: HashMap::with_hasher_in(AddrHashBuilder, Storage),
+    live_bytes: 0,
+    reserved_bytes: 0,
+    peak_bytes: 0,
+    quota: DEFAULT_QUOTA,
+});
+
+// Operation counters. Relaxed everywhere: each is an independent statistic that no
+// other memory access is ordered against.
+pub(crate) static ALLOCS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static SEALS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static FREES: AtomicU64 = AtomicU64::new(0);
+pub(crate) static REFUSALS: AtomicU64 = AtomicU64::new(0);
+
+/// Adds one to a counter.
+pub(crate) fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Why [`Registry::insert`] failed.
+pub(crate) enum InsertError {
+    /// The table could not grow (its `mmap` failed).
+    Storage,
+}
+
+impl Registry {
+    pub(crate) fn get(&self, addr: usize) -> Option<Slot> {
+        self.map.get(&addr).copied()
+    }
+
+    /// Takes `mapped` bytes of quota for an allocation about to be mapped, or returns
+    /// `false` if that would pass the quota. Nothing changes on `false`.
+    pub(crate) fn reserve(&mut self, mapped: usize) -> bool {
+        let used = self.live_bytes + self.reserved_bytes;
+        match used.checked_add(mapped) {
+            Some(total) if total <= self.quota => {
+                self.reserved_bytes += mapped;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives back a reservation whose mapping failed or was undone.
+    pub(crate) fn unreserve(&mut self, mapped: usize) {
+        self.reserved_bytes -= mapped;
+    }
+
+    /// Registers a fresh writable mapping at `addr` under its reservation. On failure the
+    /// reservation is still held and nothing is registered.
+    pub(crate) fn insert(&mut self, addr: usize, len: usize, held: bool) -> Result<(), InsertError> {
+        self.map.try_reserve(1).map_err(|_| InsertError::Storage)?;
+        let slot = Slot::writable(len).with_held(held);
+        self.map.insert(addr, slot);
+        self.reserved_bytes -= slot.mapped_len();
+        self.live_bytes += slot.mapped_len();
+        self.peak_bytes = self.peak_bytes.max(self.live_bytes);
+        Ok(())
+    }
+
+    /// Marks a registered writable page executable with its seal hash.
+    pub(crate) fn mark_sealed(&mut self, addr: usize, hash: u64) {
+        if let Some(slot) = self.map.get_mut(&addr) {
+            *slot = slot.sealed(hash);
+        }
+    }
+
+    /// Records whether a typed handle owns the page at `addr`.
+    pub(crate) fn set_held(&mut self, addr: usize, held: bool) {
+        if let Some(slot) = self.map.get_mut(&addr) {
+            *slot = slot.with_held(held);
+        }
+    }
+
+    /// Removes a page's entry after its mapping is gone.
+    pub(crate) fn remove(&mut self, addr: usize) {
+        if let Some(slot) = self.map.remove(&addr) {
+            self.live_bytes -= slot.mapped_len();
+        }
+    }
+
+    pub(crate) fn set_quota(&mut self, bytes: usize) {
+        self.quota = bytes;
+    }
+
+    pub(crate) fn quota(&self) -> usize {
+        self.quota
+    }
+
+    pub(crate) fn live_pages(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn live_bytes(&self) -> usize {
+        self.live_bytes
+    }
+
+    pub(crate) fn reserved(&self) -> usize {
+        self.reserved_bytes
+    }
+
+    pub(crate) fn peak_bytes(&self) -> usize {
+        self.peak_bytes
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.map.capacity()
+    }
+}
+
+/// Bytes the registry's own table has mapped now.
+pub(crate) fn storage_bytes() -> usize {
+    STORAGE_BYTES.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_packs_length_and_state() {
+        let s = Slot::writable(4097);
+        assert_eq!((s.len(), s.mapped_len(), s.state(), s.hash()), (4097, 8192, State::Writable, None));
+        let t = s.sealed(0xdead_beef);
+        assert_eq!((t.len(), t.state(), t.hash()), (4097, State::Executable, Some(0xdead_beef)));
+        assert!(!t.held() && t.with_held(true).held() && !t.with_held(true).with_held(false).held());
+        assert_eq!(t.with_held(true).hash(), Some(0xdead_beef));
+        let big = Slot::writable(1 << 57);
+        assert_eq!(big.len(), 1 << 57);
+        assert_eq!(core::mem::size_of::<(usize, Slot)>(), 24);
+    }
+
+    #[test]
+    fn rounding() {
+        assert_eq!(checked_round_to_pages(1), Some(4096));
+        assert_eq!(checked_round_to_pages(4096), Some(4096));
+        assert_eq!(checked_round_to_pages(4097), Some(8192));
+        assert_eq!(checked_round_to_pages(isize::MAX as usize - 4095), Some(isize::MAX as usize - 4095));
+        assert_eq!(checked_round_to_pages(isize::MAX as usize - 4094), None);
+        assert_eq!(checked_round_to_pages(isize::MAX as usize), None);
+        assert_eq!(checked_round_to_pages(usize::MAX), None);
+    }
+
+    #[test]
+    fn hasher_spreads_consecutive_pages() {
+        let hashes: [u64; 4] = core::array::from_fn(|i| AddrHashBuilder.hash_one(0x7f00_0000_0000usize + i * 4096));
+        for i in 0..4 {
+            for j in i + 1..4 {
+                assert_ne!(hashes[i] >> 57, hashes[j] >> 57, "top-7-bit tags collide");
+                assert_ne!(hashes[i] & 0xff, hashes[j] & 0xff, "bucket bits collide");
+            }
+        }
+    }
+}

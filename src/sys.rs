@@ -1,0 +1,285 @@
+//! Raw x86-64 Linux syscalls, one small typed function per call.
+//!
+//! Invariant owned here: nothing above this module issues a syscall or sees the kernel's
+//! `usize` return convention; every wrapper returns `Result<_, Errno>`.
+//!
+//! This module needs `unsafe` because a syscall is an `asm!` block the compiler cannot
+//! check: each wrapper states which arguments the kernel dereferences and why they are
+//! valid. The wrappers that can only fail (never corrupt memory the caller does not own)
+//! are safe functions; the ones that change or drop mappings are `unsafe fn`.
+
+#![allow(unsafe_code)]
+
+use core::fmt;
+use core::ptr::NonNull;
+
+use syscalls::Sysno;
+
+/// The size of one page on x86-64 Linux; wildx maps whole pages.
+pub const PAGE_SIZE: usize = 4096;
+
+/// `PROT_READ`: pages may be read.
+pub const PROT_READ: u32 = 0x1;
+/// `PROT_WRITE`: pages may be written.
+pub const PROT_WRITE: u32 = 0x2;
+/// `PROT_EXEC`: pages may be executed.
+pub const PROT_EXEC: u32 = 0x4;
+/// `MAP_PRIVATE`: copy-on-write mapping private to this process.
+pub const MAP_PRIVATE: u32 = 0x02;
+/// `MAP_ANONYMOUS`: the mapping is not backed by a file.
+pub const MAP_ANONYMOUS: u32 = 0x20;
+/// `SIGABRT`, the signal the verify-on-call failure path raises.
+pub const SIGABRT: i32 = 6;
+/// `SIG_UNBLOCK` for `rt_sigprocmask`.
+pub const SIG_UNBLOCK: i32 = 1;
+/// Standard error's file descriptor.
+pub const STDERR: i32 = 2;
+
+/// A kernel error code (`errno`), e.g. `ENOMEM` = 12.
+///
+/// A newtype rather than an enum, so that a code this crate does not name is still
+/// representable and round-trips unchanged.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Errno(i32);
+
+impl Errno {
+    /// `EPERM`: operation not permitted.
+    pub const EPERM: Errno = Errno(1);
+    /// `EINTR`: interrupted system call.
+    pub const EINTR: Errno = Errno(4);
+    /// `EAGAIN`: try again.
+    pub const EAGAIN: Errno = Errno(11);
+    /// `ENOMEM`: out of memory (or address space, or a map-count limit).
+    pub const ENOMEM: Errno = Errno(12);
+    /// `EACCES`: permission denied (e.g. `PROT_EXEC` refused by SELinux `execmem`).
+    pub const EACCES: Errno = Errno(13);
+    /// `EFAULT`: bad address.
+    pub const EFAULT: Errno = Errno(14);
+    /// `EINVAL`: invalid argument.
+    pub const EINVAL: Errno = Errno(22);
+
+    /// Wraps a raw, positive errno value.
+    pub const fn from_raw(code: i32) -> Errno {
+        Errno(code)
+    }
+
+    /// The raw, positive errno value.
+    pub const fn raw(self) -> i32 {
+        self.0
+    }
+
+    /// The symbolic name of the common codes (`"ENOMEM"`), or `None`.
+    pub const fn name(self) -> Option<&'static str> {
+        Some(match self.0 {
+            1 => "EPERM",
+            4 => "EINTR",
+            11 => "EAGAIN",
+            12 => "ENOMEM",
+            13 => "EACCES",
+            14 => "EFAULT",
+            22 => "EINVAL",
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Debug for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "Errno({name})"),
+            None => write!(f, "Errno({})", self.0),
+        }
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "{name} (errno {})", self.0),
+            None => write!(f, "errno {}", self.0),
+        }
+    }
+}
+
+fn check(ret: Result<usize, syscalls::Errno>) -> Result<usize, Errno> {
+    ret.map_err(|e| Errno(e.into_raw()))
+}
+
+/// Maps `len` bytes of fresh, zeroed, anonymous private memory with protection `prot`
+/// (`mmap(NULL, len, prot, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`).
+///
+/// Creating a new mapping at an address the kernel chooses cannot disturb existing
+/// memory, so this is safe.
+///
+/// # Errors
+/// `EINVAL` for a zero length, `ENOMEM` when the address space, `RLIMIT_AS` or the map
+/// count is exhausted, `EACCES`/`EPERM` when a security policy refuses `prot`.
+pub fn mmap_anonymous(len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
+    // SAFETY: with a null hint and without MAP_FIXED the kernel picks an unused range, so
+    // no existing mapping is replaced; no pointer argument is dereferenced.
+    let ret = unsafe {
+        syscalls::syscall6(
+            Sysno::mmap,
+            0,
+            len,
+            prot as usize,
+            (MAP_PRIVATE | MAP_ANONYMOUS) as usize,
+            usize::MAX, // fd -1
+            0,
+        )
+    };
+    let addr = check(ret)?;
+    // A successful mmap never returns address 0 without MAP_FIXED (mmap_min_addr).
+    NonNull::new(addr as *mut u8).ok_or(Errno::ENOMEM)
+}
+
+/// Changes the protection of the pages covering `[addr, addr + len)` to `prot`.
+///
+/// # Safety
+/// `addr` must be page-aligned and `[addr, addr + len)` must lie in mappings the caller
+/// owns, with no live Rust reference to those bytes that the new protection would
+/// invalidate (removing `PROT_WRITE` under a `&mut [u8]` that is still used faults).
+///
+/// # Errors
+/// `EINVAL` for a misaligned address, `ENOMEM` for an unmapped range, `EACCES` when a
+/// security policy (SELinux `execmem`, PaX, seccomp) refuses the protection.
+pub unsafe fn mprotect(addr: NonNull<u8>, len: usize, prot: u32) -> Result<(), Errno> {
+    // SAFETY: the caller owns the range (see # Safety); mprotect dereferences nothing.
+    let ret = unsafe { syscalls::syscall3(Sysno::mprotect, addr.as_ptr() as usize, len, prot as usize) };
+    check(ret).map(drop)
+}
+
+/// Unmaps `[addr, addr + len)`.
+///
+/// # Safety
+/// `addr` must be page-aligned, the range must be a mapping (or part of one) that the
+/// caller owns, and nothing may use those bytes afterwards.
+///
+/// # Errors
+/// `EINVAL` for a misaligned address or zero length; `ENOMEM` if splitting a mapping
+/// would pass the map-count limit.
+pub unsafe fn munmap(addr: NonNull<u8>, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller owns the range and no longer uses it (see # Safety).
+    let ret = unsafe { syscalls::syscall2(Sysno::munmap, addr.as_ptr() as usize, len) };
+    check(ret).map(drop)
+}
+
+/// Writes `buf` to file descriptor `fd`, returning how many bytes the kernel took.
+///
+/// # Errors
+/// `EBADF` for a closed descriptor, `EINTR`, `EAGAIN`, `EPIPE` and the usual `write(2)`
+/// errors.
+pub fn write(fd: i32, buf: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads at most buf.len() bytes from buf, which the slice owns.
+    let ret = unsafe { syscalls::syscall3(Sysno::write, fd as usize, buf.as_ptr() as usize, buf.len()) };
+    check(ret)
+}
+
+/// Writes all of `buf` to `fd`, retrying on short writes and `EINTR`.
+///
+/// # Errors
+/// The first error other than `EINTR` that `write` reports.
+pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        match write(fd, buf) {
+            Ok(0) => return Err(Errno::EFAULT),
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Fills `buf` from the kernel's random number generator (`getrandom(buf, len, 0)`),
+/// returning how many bytes were written.
+///
+/// # Errors
+/// `EINTR` if a signal arrived, `EAGAIN` before the pool is initialised with
+/// `GRND_NONBLOCK` (not used here).
+pub fn getrandom(buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: the kernel writes at most buf.len() bytes into buf, which the slice owns
+    // exclusively.
+    let ret = unsafe { syscalls::syscall3(Sysno::getrandom, buf.as_mut_ptr() as usize, buf.len(), 0) };
+    check(ret)
+}
+
+/// The calling process's id.
+pub fn getpid() -> i32 {
+    // SAFETY: getpid takes no arguments, touches no memory and cannot fail.
+    let ret = unsafe { syscalls::syscall0(Sysno::getpid) };
+    ret.unwrap_or(0) as i32
+}
+
+/// The calling thread's id.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid takes no arguments, touches no memory and cannot fail.
+    let ret = unsafe { syscalls::syscall0(Sysno::gettid) };
+    ret.unwrap_or(0) as i32
+}
+
+/// Sends signal `sig` to thread `tid` of process `tgid`.
+///
+/// Sending a signal does not touch this process's memory, but its disposition may end
+/// the process; that is what callers use it for.
+///
+/// # Errors
+/// `ESRCH` for no such thread, `EINVAL` for a bad signal number.
+pub fn tgkill(tgid: i32, tid: i32, sig: i32) -> Result<(), Errno> {
+    // SAFETY: tgkill dereferences no pointers.
+    let ret = unsafe { syscalls::syscall3(Sysno::tgkill, tgid as usize, tid as usize, sig as usize) };
+    check(ret).map(drop)
+}
+
+/// Removes `sig` from the calling thread's blocked-signal mask.
+///
+/// # Errors
+/// `EINVAL` for a bad signal number.
+pub fn unblock_signal(sig: i32) -> Result<(), Errno> {
+    let set: u64 = 1 << (sig - 1);
+    // SAFETY: the kernel reads 8 bytes (the sigsetsize argument) from `set`, a live local;
+    // the old-set pointer is null, so nothing is written.
+    let ret =
+        unsafe { syscalls::syscall4(Sysno::rt_sigprocmask, SIG_UNBLOCK as usize, &set as *const u64 as usize, 0, 8) };
+    check(ret).map(drop)
+}
+
+/// Resets the disposition of `sig` to its default action (`SIG_DFL`).
+///
+/// # Errors
+/// `EINVAL` for a bad signal number or `SIGKILL`/`SIGSTOP`.
+pub fn reset_signal(sig: i32) -> Result<(), Errno> {
+    // struct kernel_sigaction { handler, flags, restorer, mask }: all zero is SIG_DFL,
+    // no flags, no restorer, an empty mask.
+    let action = [0u64; 4];
+    // SAFETY: the kernel reads one kernel_sigaction (32 bytes) from `action`, a live
+    // local of that size; the old-action pointer is null, so nothing is written.
+    let ret = unsafe { syscalls::syscall4(Sysno::rt_sigaction, sig as usize, action.as_ptr() as usize, 0, 8) };
+    check(ret).map(drop)
+}
+
+/// Ends the whole process (every thread) with `code`. Never returns.
+pub fn exit_group(code: i32) -> ! {
+    // SAFETY: exit_group dereferences no pointers and does not return.
+    unsafe {
+        let _ = syscalls::syscall1(Sysno::exit_group, code as usize);
+    }
+    // The kernel never returns from exit_group; spin rather than invent UB if it did.
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Kills the process with `SIGABRT` the way `abort(3)` does, without libc: unblock
+/// `SIGABRT`, send it to the calling thread, and if a handler returned, reset the
+/// handler to the default and send it again; if the process is somehow still alive,
+/// `exit_group(134)` (128 + SIGABRT). Never unwinds, never returns.
+pub fn abort() -> ! {
+    let (pid, tid) = (getpid(), gettid());
+    let _ = unblock_signal(SIGABRT);
+    let _ = tgkill(pid, tid, SIGABRT);
+    let _ = reset_signal(SIGABRT);
+    let _ = unblock_signal(SIGABRT);
+    let _ = tgkill(pid, tid, SIGABRT);
+    exit_group(128 + SIGABRT)
+}
