@@ -9,10 +9,14 @@ compile_error!(
 
 pub mod sys;
 
+#[cfg(feature = "capi")]
+pub mod capi;
+
 mod error;
 mod global;
 mod hash;
 pub mod jit;
+mod lock;
 mod page;
 pub mod raw;
 mod registry;

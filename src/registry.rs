@@ -1,4 +1,4 @@
-//! The process-wide page registry: one `spin` reader-writer lock around a `hashbrown`
+//! The process-wide page registry: one spin reader-writer lock ([`crate::lock`]) around a `hashbrown`
 //! map from a mapping's start address to its slot, plus the quota and the statistics.
 //!
 //! Invariants owned here:
@@ -21,9 +21,9 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use allocator_api2::alloc::{AllocError, Allocator};
 use hashbrown::HashMap;
-use spin::RwLock;
 
 use crate::global::MmapAlloc;
+use crate::lock::ShardedRwLock;
 use crate::sys::PAGE_SIZE;
 
 /// The quota a process starts with: 256 MiB of mapped bytes.
@@ -186,7 +186,7 @@ pub(crate) struct Registry {
 }
 
 /// The one registry of the process.
-pub(crate) static REGISTRY: RwLock<Registry> = RwLock::new(Registry {
+pub(crate) static REGISTRY: ShardedRwLock<Registry> = ShardedRwLock::new(Registry {
     map: HashMap::with_hasher_in(AddrHashBuilder, Storage),
     live_bytes: 0,
     reserved_bytes: 0,

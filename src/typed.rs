@@ -9,20 +9,20 @@
 //!   free, seal or write it behind the handle's back.
 //!
 //! Double seal does not compile:
-//! ```compile_fail
+//! ```compile_fail,E0382
 //! let mut page = wildx::Page::new(64).unwrap();
 //! let code = unsafe { page.seal::<wildx::jit::AddI32>() }.unwrap();
 //! let again = unsafe { page.seal::<wildx::jit::AddI32>() }; // use of moved value
 //! ```
 //! Nor does writing after the seal:
-//! ```compile_fail
+//! ```compile_fail,E0505
 //! let mut page = wildx::Page::new(64).unwrap();
 //! let bytes = page.as_mut_slice();
 //! let code = unsafe { page.seal::<wildx::jit::AddI32>() }.unwrap();
 //! bytes[0] = 0xc3; // the borrow outlives the move into seal
 //! ```
 //! Nor does writing through sealed code, which has no mutable view:
-//! ```compile_fail
+//! ```compile_fail,E0599
 //! let code = wildx::jit::compile_add().unwrap();
 //! code.as_mut_slice()[0] = 0xc3; // no such method
 //! ```
