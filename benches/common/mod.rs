@@ -1,0 +1,132 @@
+//! Helpers shared by the wildx benchmarks: the criterion settings, the add code, the
+//! syscall floor issued through `libc`, and a barrier-started parallel runner.
+//!
+//! `unsafe` is allowed here because the floor calls `mmap`/`mprotect`/`munmap` through
+//! `libc` and calls into the bytes it mapped through a function pointer.
+
+#![allow(unsafe_code)]
+// Each bench binary includes this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+
+/// `mov eax, edi; add eax, esi; ret`.
+pub const ADD: [u8; 5] = wildx::jit::ADD_I32;
+
+/// The add code's signature.
+pub type AddFn = wildx::jit::AddI32;
+
+/// Short runs: the whole suite must finish in minutes on a shared 2-core machine.
+pub fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+        .without_plots()
+}
+
+/// The add code at `code` as a function pointer.
+///
+/// # Safety
+/// `code` must start executable memory holding [`ADD`] (or code of the same signature)
+/// that stays mapped for as long as the returned pointer is called.
+pub unsafe fn to_fn(code: *const u8) -> AddFn {
+    // SAFETY: code and function pointers share size and representation on x86-64; the
+    // caller vouches for the bytes.
+    unsafe { std::mem::transmute::<*const u8, AddFn>(code) }
+}
+
+/// Maps `len` bytes `R|W` through libc, or panics.
+pub fn libc_map(len: usize) -> *mut u8 {
+    // SAFETY: a fresh anonymous private mapping at an address of the kernel's choosing
+    // aliases nothing.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+    p.cast()
+}
+
+/// `mprotect(p, len, R|X)` through libc, or panics.
+///
+/// # Safety
+/// `[p, p + len)` must be a mapping this code owns and no Rust reference may point into it.
+pub unsafe fn libc_seal(p: *mut u8, len: usize) {
+    // SAFETY: the caller owns the mapping; dropping PROT_WRITE invalidates no reference.
+    let rc = unsafe { libc::mprotect(p.cast(), len, libc::PROT_READ | libc::PROT_EXEC) };
+    assert_eq!(rc, 0, "mprotect: {}", std::io::Error::last_os_error());
+}
+
+/// `munmap(p, len)` through libc, or panics.
+///
+/// # Safety
+/// `[p, p + len)` must be a mapping this code owns and will not touch again.
+pub unsafe fn libc_unmap(p: *mut u8, len: usize) {
+    // SAFETY: the caller gives the mapping up.
+    let rc = unsafe { libc::munmap(p.cast(), len) };
+    assert_eq!(rc, 0, "munmap: {}", std::io::Error::last_os_error());
+}
+
+/// The floor: one page per function with the same syscalls wildx issues, straight
+/// through libc: mmap, write 5 bytes, mprotect R|X, call, munmap. With `fill`, the whole
+/// page is first filled with int3 as wildx does.
+pub fn floor_cycle(fill: bool) -> i32 {
+    let p = libc_map(4096);
+    if fill {
+        // SAFETY: `p` starts a fresh R|W mapping of 4096 bytes.
+        unsafe { p.write_bytes(0xCC, 4096) };
+    }
+    // SAFETY: as above; 5 <= 4096.
+    unsafe { p.copy_from_nonoverlapping(ADD.as_ptr(), ADD.len()) };
+    // SAFETY: our own mapping, no references into it.
+    unsafe { libc_seal(p, 4096) };
+    // SAFETY: the page is R|X and holds ADD until the munmap below.
+    let r = unsafe { to_fn(p) }(black_box(7), black_box(35));
+    // SAFETY: our own mapping, not used again.
+    unsafe { libc_unmap(p, 4096) };
+    r
+}
+
+/// Runs `work(&state, iters)` on `threads` threads at once and returns the wall time
+/// from the first thread's start to the last thread's end. Each thread builds its own
+/// state with `setup` before the start barrier and tears it down after its end, so
+/// neither thread creation nor setup is timed.
+pub fn parallel<S>(
+    threads: usize,
+    iters: u64,
+    setup: impl Fn() -> S + Sync,
+    work: impl Fn(&S, u64) + Sync,
+    teardown: impl Fn(S) + Sync,
+) -> Duration {
+    let barrier = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let state = setup();
+                    barrier.wait();
+                    let start = Instant::now();
+                    work(&state, iters);
+                    let end = Instant::now();
+                    teardown(state);
+                    (start, end)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("bench thread panicked")).collect()
+    });
+    let first = spans.iter().map(|s| s.0).min().expect("at least one thread");
+    let last = spans.iter().map(|s| s.1).max().expect("at least one thread");
+    last - first
+}

@@ -1,0 +1,175 @@
+//! One function's whole life, side by side in one run: alloc 64 bytes, write the 5 add
+//! bytes, seal (make executable), call once, free. wildx's raw, typed and jit surfaces
+//! against the syscall floor (the same syscalls through `libc`) and the peer crates
+//! `region`, `memmap2`, `dynasmrt` and `jit-allocator`. Then the seal alone by size,
+//! beside its two parts (the FNV-1a hash and the `mprotect`).
+//!
+//! Run: `cargo bench --bench page_cycle` (without `verify-on-call`: with it, the wildx
+//! calls also re-hash the page).
+//!
+//! `unsafe` is allowed here because every variant ends in a call into JIT code through a
+//! function pointer, and the floor and peers hand out raw pointers to write the code.
+
+#![allow(unsafe_code)]
+// `criterion_group!` generates a public function that cannot carry a doc comment.
+#![allow(missing_docs)]
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use common::{ADD, AddFn, to_fn};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+
+fn wildx_raw() -> i32 {
+    let p = wildx::raw::alloc(64);
+    assert!(!p.is_null());
+    // SAFETY: `p` starts a live WRITABLE page of 64 requested bytes that nothing else
+    // knows about; writing through the pointer is how the raw surface is used.
+    unsafe { p.copy_from_nonoverlapping(ADD.as_ptr(), ADD.len()) };
+    assert_eq!(wildx::raw::seal(p), 0);
+    // SAFETY: `p` is sealed, holds ADD, and is freed only after the call.
+    let r = unsafe { wildx::jit::call_i32_i32(p, black_box(7), black_box(35)) };
+    assert_eq!(wildx::raw::free(p), 0);
+    r
+}
+
+fn wildx_typed() -> i32 {
+    let mut page = wildx::Page::new(64).expect("Page::new");
+    wildx::jit::install_add(&mut page).expect("install_add");
+    // SAFETY: the page starts with ADD, which implements AddFn; the rest is int3.
+    let code = unsafe { page.seal::<AddFn>() }.expect("seal");
+    code.call((black_box(7), black_box(35)))
+}
+
+fn wildx_jit() -> i32 {
+    let f = wildx::jit::compile_add_i32();
+    assert!(!f.is_null());
+    // SAFETY: `f` came from compile_add_i32 and is freed only after the call.
+    let r = unsafe { wildx::jit::call_i32_i32(f, black_box(7), black_box(35)) };
+    assert_eq!(wildx::jit::free(f), 0);
+    r
+}
+
+fn region_cycle() -> i32 {
+    let mut a = region::alloc(64, region::Protection::READ_WRITE).expect("region::alloc");
+    let p = a.as_mut_ptr::<u8>();
+    // SAFETY: `p` starts a fresh R|W allocation of at least 64 bytes.
+    unsafe { p.copy_from_nonoverlapping(ADD.as_ptr(), ADD.len()) };
+    // SAFETY: the allocation is ours and no reference points into it.
+    unsafe { region::protect(p, 64, region::Protection::READ_EXECUTE) }.expect("region::protect");
+    // SAFETY: R|X, holds ADD, and `a` keeps it mapped until the drop below.
+    let r = unsafe { to_fn(p) }(black_box(7), black_box(35));
+    drop(a);
+    r
+}
+
+fn memmap2_cycle() -> i32 {
+    let mut m = memmap2::MmapMut::map_anon(64).expect("map_anon");
+    m[..ADD.len()].copy_from_slice(&ADD);
+    let x = m.make_exec().expect("make_exec");
+    // SAFETY: R|X, holds ADD, and `x` keeps it mapped until it drops at the end.
+    let f = unsafe { to_fn(x.as_ptr()) };
+    f(black_box(7), black_box(35))
+}
+
+fn dynasmrt_cycle() -> i32 {
+    let mut buf = dynasmrt::mmap::MutableBuffer::new(64).expect("MutableBuffer::new");
+    buf.set_len(ADD.len());
+    buf.copy_from_slice(&ADD);
+    let exec = buf.make_exec().expect("make_exec");
+    // SAFETY: R|X, holds ADD, and `exec` keeps it mapped until it drops at the end.
+    let f = unsafe { to_fn(exec.ptr(dynasmrt::AssemblyOffset(0))) };
+    f(black_box(7), black_box(35))
+}
+
+fn jit_allocator_cycle(jit: &mut jit_allocator::JitAllocator) -> i32 {
+    let (rx, rw) = jit.alloc(64).expect("JitAllocator::alloc");
+    // SAFETY: `rw` is the writable view of a fresh 64-byte span.
+    unsafe { rw.copy_from_nonoverlapping(ADD.as_ptr(), ADD.len()) };
+    // SAFETY: `rx` is the executable view of the same bytes (dual mapping), live until
+    // the release below.
+    let r = unsafe { to_fn(rx) }(black_box(7), black_box(35));
+    // SAFETY: `rx` came from this allocator's `alloc` and is not used again.
+    unsafe { jit.release(rx) }.expect("JitAllocator::release");
+    r
+}
+
+fn page_cycle(c: &mut Criterion) {
+    let mut g = c.benchmark_group("page_cycle");
+    g.bench_function("floor_libc", |b| b.iter(|| common::floor_cycle(false)));
+    g.bench_function("floor_libc_int3_fill", |b| b.iter(|| common::floor_cycle(true)));
+    g.bench_function("wildx_raw", |b| b.iter(wildx_raw));
+    g.bench_function("wildx_typed", |b| b.iter(wildx_typed));
+    g.bench_function("wildx_jit_compile_add_i32", |b| b.iter(wildx_jit));
+    g.bench_function("region", |b| b.iter(region_cycle));
+    g.bench_function("memmap2", |b| b.iter(memmap2_cycle));
+    g.bench_function("dynasmrt", |b| b.iter(dynasmrt_cycle));
+    // The allocator is built once, as a JIT would: it maps a pooled block on first use
+    // and then sub-allocates from it, with no syscall per function.
+    let mut jit = jit_allocator::JitAllocator::new(jit_allocator::JitAllocatorOptions::default());
+    g.bench_function("jit_allocator", |b| b.iter(|| jit_allocator_cycle(&mut jit)));
+    g.finish();
+}
+
+/// Times `op` once per iteration, with `before` and `after` (allocation and freeing)
+/// left out of the time. Adds the cost of two `Instant::now` calls (tens of ns) to each.
+fn time_each<S>(iters: u64, before: impl Fn() -> S, op: impl Fn(&S), after: impl Fn(S)) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let s = before();
+        let start = Instant::now();
+        op(&s);
+        total += start.elapsed();
+        after(s);
+    }
+    total
+}
+
+fn seal_by_size(c: &mut Criterion) {
+    let mut g = c.benchmark_group("seal");
+    for size in [64usize, 4096, 65536] {
+        let mapped = size.next_multiple_of(4096);
+        g.bench_with_input(BenchmarkId::new("wildx_raw", size), &size, |b, &size| {
+            b.iter_custom(|iters| {
+                time_each(
+                    iters,
+                    || {
+                        let p = wildx::raw::alloc(size);
+                        assert!(!p.is_null());
+                        p
+                    },
+                    |&p| assert_eq!(wildx::raw::seal(p), 0),
+                    |p| assert_eq!(wildx::raw::free(p), 0),
+                )
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("floor_libc_mprotect", size), &size, |b, _| {
+            b.iter_custom(|iters| {
+                time_each(
+                    iters,
+                    || {
+                        let p = common::libc_map(mapped);
+                        // SAFETY: a fresh R|W mapping of `mapped` bytes; touching it all
+                        // populates it as wildx's int3 fill does.
+                        unsafe { p.write_bytes(0xCC, mapped) };
+                        p
+                    },
+                    // SAFETY: our own mapping, no references into it.
+                    |&p| unsafe { common::libc_seal(p, mapped) },
+                    // SAFETY: our own mapping, not used again.
+                    |p| unsafe { common::libc_unmap(p, mapped) },
+                )
+            })
+        });
+        let bytes = vec![0xCCu8; size];
+        g.bench_with_input(BenchmarkId::new("fnv1a64", size), &size, |b, _| {
+            b.iter(|| wildx::fnv1a64(black_box(&bytes)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(name = benches; config = common::config(); targets = page_cycle, seal_by_size);
+criterion_main!(benches);
