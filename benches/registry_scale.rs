@@ -1,6 +1,8 @@
 //! The registry under load: the cost of alloc, seal, free and verify on one 64-byte page
 //! while 1, 1 000 or 100 000 other sealed pages are live, and the registry's own bytes
-//! per live page (`wildx::stats().registry_bytes / live_pages`, printed per count).
+//! per live page (`wildx::stats().registry_bytes / live_pages`, printed per count). Beside
+//! them, the same `mprotect` and `munmap` through libc at each count, to tell the
+//! kernel's share of any growth from the registry's.
 //!
 //! 100 000 pages map 400 MiB, past the 256 MiB default quota, so the quota is raised with
 //! `wildx::set_quota`. The kernel caps a process at `vm.max_map_count` mappings (65 530 by
@@ -65,6 +67,16 @@ fn sealed_page() -> *mut u8 {
     p
 }
 
+/// A page mapped through libc, touched whole as wildx's int3 fill does, holding ADD.
+fn libc_page() -> *mut u8 {
+    let p = common::libc_map(4096);
+    // SAFETY: a fresh R|W mapping of 4096 bytes.
+    unsafe { p.write_bytes(0xCC, 4096) };
+    // SAFETY: as above; 5 <= 4096.
+    unsafe { p.copy_from_nonoverlapping(ADD.as_ptr(), ADD.len()) };
+    p
+}
+
 fn free_page(p: *mut u8) {
     assert_eq!(wildx::raw::free(p), 0);
 }
@@ -119,6 +131,34 @@ fn registry_scale(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("free", n), |b| {
             b.iter_custom(|iters| time_each(iters, sealed_page, |&p| free_page(p), drop))
+        });
+        // The same mprotect and munmap straight through libc, beside the same live pages:
+        // what the kernel alone charges for them at this count.
+        g.bench_function(BenchmarkId::new("floor_libc_mprotect", n), |b| {
+            b.iter_custom(|iters| {
+                // SAFETY: our own fresh mappings, no references into them.
+                time_each(
+                    iters,
+                    libc_page,
+                    |&p| unsafe { common::libc_seal(p, 4096) },
+                    |p| {
+                        // SAFETY: our own mapping, not used again.
+                        unsafe { common::libc_unmap(p, 4096) }
+                    },
+                )
+            })
+        });
+        g.bench_function(BenchmarkId::new("floor_libc_munmap", n), |b| {
+            b.iter_custom(|iters| {
+                let sealed = || {
+                    let p = libc_page();
+                    // SAFETY: our own fresh mapping, no references into it.
+                    unsafe { common::libc_seal(p, 4096) };
+                    p
+                };
+                // SAFETY: our own mapping, not used again.
+                time_each(iters, sealed, |&p| unsafe { common::libc_unmap(p, 4096) }, drop)
+            })
         });
         let p = sealed_page();
         g.bench_function(BenchmarkId::new("verify", n), |b| b.iter(|| assert_eq!(wildx::raw::verify(black_box(p)), 0)));
