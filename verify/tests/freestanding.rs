@@ -103,6 +103,10 @@ fn lifecycle() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lifecycle"))
 }
 
+fn panics() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_panics"))
+}
+
 /// `tamper` with verify-on-call on: cargo's own build when this package's feature is on
 /// (`--all-features`), else a nested dev build with the feature, built once per run of
 /// this test binary. (Cargo sets `CARGO_BIN_EXE_tamper` even when the binary's required
@@ -142,6 +146,17 @@ fn lifecycle_refusals_and_quota_recovery() {
 }
 
 #[test]
+fn panic_handler_writes_one_line_and_exits_101() {
+    let exe = panics();
+    let out = run(&exe);
+    assert_eq!(out.status.code(), Some(101), "{}", describe(&exe, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("wildx-verify: panic at "), "{}", describe(&exe, &out));
+    assert!(stderr.contains("panics.rs:") && stderr.ends_with('\n'), "{}", describe(&exe, &out));
+    assert_eq!(stderr.lines().count(), 1, "{}", describe(&exe, &out));
+}
+
+#[test]
 fn tamper_dies_by_sigabrt_with_one_line() {
     let exe = tamper();
     let out = run(&exe);
@@ -168,7 +183,7 @@ fn smoke_min_size_is_within_the_size_goal_and_runs() {
 
 #[test]
 fn every_binary_is_a_static_elf_with_wx_segments() {
-    for exe in [smoke(), two_pages(), lifecycle(), tamper()] {
+    for exe in [smoke(), two_pages(), lifecycle(), panics(), tamper()] {
         let data = fs::read(&exe).unwrap_or_else(|e| panic!("read {}: {e}", exe.display()));
         assert_eq!(elf_violations(&data), Vec::<String>::new(), "{}", exe.display());
     }
@@ -181,6 +196,48 @@ fn elf_checker_rejects_a_dynamic_executable() {
     let violations = elf_violations(&fs::read(&exe).expect("read the test binary"));
     let has = |what: &str| violations.iter().any(|v| v.contains(what));
     assert!(has("PT_INTERP") && has("PT_DYNAMIC"), "{violations:?}");
+}
+
+/// The checker can fail on what it exists to catch: smoke's program headers, altered to
+/// make its code writable, its stack executable, or its data share the code's last page.
+#[test]
+fn elf_checker_catches_wx_segments_executable_stack_and_shared_pages() {
+    let good = fs::read(smoke()).expect("read smoke");
+    let field = |data: &[u8], at: usize, len: usize| -> u64 {
+        data[at..at + len].iter().rev().fold(0, |acc, &b| acc << 8 | u64::from(b))
+    };
+    let (phoff, phnum) = (field(&good, 0x20, 8) as usize, field(&good, 0x38, 2) as usize);
+    // (offset of the header, p_type, p_flags) for each program header.
+    let headers: Vec<(usize, u32, u32)> = (0..phnum)
+        .map(|i| phoff + i * 56)
+        .map(|ph| (ph, field(&good, ph, 4) as u32, field(&good, ph + 4, 4) as u32))
+        .collect();
+    let find = |p_type: u32, flags: u32| {
+        headers.iter().find(|h| h.1 == p_type && h.2 == flags).map(|h| h.0).expect("the program header")
+    };
+    let (text, data, stack) = (
+        find(elf::PT_LOAD.0, elf::PF_R.0 | elf::PF_X.0),
+        find(elf::PT_LOAD.0, elf::PF_R.0 | elf::PF_W.0),
+        find(elf::PT_GNU_STACK.0, elf::PF_R.0 | elf::PF_W.0),
+    );
+    let rwx = (elf::PF_R.0 | elf::PF_W.0 | elf::PF_X.0).to_le_bytes();
+    let has = |bytes: &[u8], what: &str| elf_violations(bytes).iter().any(|v| v.contains(what));
+
+    let mut bad = good.clone();
+    bad[text + 4..text + 8].copy_from_slice(&rwx);
+    assert!(has(&bad, "writable and executable"), "{:?}", elf_violations(&bad));
+
+    let mut bad = good.clone();
+    bad[stack + 4..stack + 8].copy_from_slice(&rwx);
+    assert!(has(&bad, "PT_GNU_STACK is executable"), "{:?}", elf_violations(&bad));
+
+    // Move the data segment onto the text segment's last page, at the in-page offset
+    // its file offset requires.
+    let text_last_page = (field(&good, text + 16, 8) + field(&good, text + 40, 8) - 1) / PAGE;
+    let moved = text_last_page * PAGE + field(&good, data + 8, 8) % PAGE;
+    let mut bad = good.clone();
+    bad[data + 16..data + 24].copy_from_slice(&moved.to_le_bytes());
+    assert!(has(&bad, "share a page"), "{:?}", elf_violations(&bad));
 }
 
 /// Each failed check in a binary exits with a code of its own and writes one line that
@@ -211,7 +268,8 @@ fn failure_exit_codes_are_distinct_and_lines_name_their_binary() {
         }
         assert!(count > 0, "{bin} has no failure exits");
     }
-    assert!(seen.len() >= 4 * 3, "found only {} failure exits", seen.len());
+    let binaries: std::collections::BTreeSet<_> = seen.iter().map(|(_, bin)| bin.as_str()).collect();
+    assert_eq!(binaries.len(), 5, "binaries with failure exits: {binaries:?}");
 }
 
 /// Everything wrong with `data` as a freestanding static W^X executable; empty if it
