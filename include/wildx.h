@@ -39,7 +39,7 @@ extern "C" {
 #define WILDX_STATE_EXECUTABLE 2
 
 /* The quota a process starts with: 256 MiB of mapped bytes. */
-#define WILDX_DEFAULT_QUOTA ((size_t)256 << 20)
+#define WILDX_DEFAULT_QUOTA (256UL << 20)
 
 /* A snapshot of the registry's accounting, filled by wildx_stats(). 80 bytes, no
  * padding; the layout is checked against the library's by tests/capi.rs. */
