@@ -294,6 +294,13 @@ fn lto_library() {
     assert_eq!(assert_exit0(&nostdlib, &[]).stdout, b"nostdlib: ok\n");
 }
 
+/// The README's ten-line example, built with the README's link line.
+#[test]
+fn readme_example() {
+    let bin = Build::c("readme", "readme.c").compiler("cc").ldflags(&["-Wl,--gc-sections"]).run();
+    assert_eq!(assert_exit0(&bin, &[]).stdout, b"42\n-1\n");
+}
+
 #[test]
 fn two_pages() {
     c_program_passes("two_pages.c");
