@@ -109,9 +109,10 @@ mod feature_on {
         let expect = stdout.lines().find_map(|l| l.split_once("expect ").map(|(_, e)| e)).unwrap_or_else(|| {
             panic!("offset {offset}: child printed no expectation\nstdout: {stdout}\nstderr: {stderr}")
         });
-        let line = stderr.lines().find(|l| l.starts_with("wildx: ")).unwrap_or_else(|| {
-            panic!("offset {offset}: no diagnostic on stderr\nstderr: {stderr}")
-        });
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("wildx: "))
+            .unwrap_or_else(|| panic!("offset {offset}: no diagnostic on stderr\nstderr: {stderr}"));
         assert!(line.starts_with("wildx: integrity check failed for page 0x"), "offset {offset}: {line}");
         assert!(line.ends_with(&format!("{expect} ({ADD_PAGE_LEN} bytes)")), "offset {offset}: {line} / {expect}");
         assert!(!stderr.contains("tampered code ran"), "offset {offset}: the tampered bytes ran");
