@@ -8,7 +8,10 @@
 //! - quota exhaustion: with room for two pages a third allocation is refused, and
 //!   succeeds again once one page is freed;
 //! - the typed surface in the same program: `compile_add`, a call, `Drop` frees;
-//! - at the end nothing is live, and exactly the refusals above were counted.
+//! - at the end nothing is live, and exactly the refusals above were counted;
+//! - and the runtime glue's `memset`, `memmove` (both directions, overlapping),
+//!   `memcpy` and `memcmp`/`bcmp` give the right bytes (wildx's own copies and fills
+//!   go through them).
 //!
 //! Exit codes 30 to 59, one per check (see each `rt::fail`), 101 a panic. Each failure
 //! also writes one line to stderr.
@@ -125,6 +128,7 @@ fn run() -> i32 {
     }
 
     let after = wildx::stats();
+    check_mem_functions();
     if after.live_pages != 0 || after.live_bytes != 0 {
         rt::fail(52, "lifecycle: pages are still live at the end (a leak, or Drop did not free)\n");
     }
@@ -135,4 +139,40 @@ fn run() -> i32 {
         rt::fail(54, "lifecycle: the alloc, seal or free counts do not match the operations made\n");
     }
     0
+}
+
+/// The `rt` memory functions, reached the way compiled code reaches them: through
+/// `core`'s copies, fills and comparisons with lengths the optimiser cannot see.
+fn check_mem_functions() {
+    use core::hint::black_box;
+    let n = black_box(40);
+    let mut buf = [0u8; 64];
+    // SAFETY: n + 1 <= 64: every range below lies inside `buf`.
+    unsafe { core::ptr::write_bytes(buf.as_mut_ptr(), 0xAB, n) };
+    if buf[..n].iter().any(|&b| b != 0xAB) || buf[n] != 0 {
+        rt::fail(55, "lifecycle: memset wrote the wrong bytes\n");
+    }
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    // Overlapping, destination after source: copied from the last byte down.
+    // SAFETY: [0, n) and [1, n + 1) lie inside `buf`.
+    unsafe { core::ptr::copy(buf.as_ptr(), buf.as_mut_ptr().add(1), n) };
+    if buf[0] != 0 || (1..=n).any(|i| buf[i] != (i - 1) as u8) {
+        rt::fail(56, "lifecycle: an overlapping memmove to a higher address corrupted the bytes\n");
+    }
+    // Overlapping, destination before source: copied from the first byte up.
+    // SAFETY: as above.
+    unsafe { core::ptr::copy(buf.as_ptr().add(1), buf.as_mut_ptr(), n) };
+    if (0..n).any(|i| buf[i] != i as u8) {
+        rt::fail(57, "lifecycle: an overlapping memmove to a lower address corrupted the bytes\n");
+    }
+    let mut same = [0u8; 64];
+    same[..n].copy_from_slice(&buf[..n]);
+    let mut changed = same;
+    changed[n - 1] ^= 1; // 39 becomes 38: `buf` compares greater
+    let (a, b, c) = (black_box(&buf[..n]), black_box(&same[..n]), black_box(&changed[..n]));
+    if a != b || a == c || a.cmp(c) != core::cmp::Ordering::Greater {
+        rt::fail(58, "lifecycle: memcpy or memcmp/bcmp gave the wrong result\n");
+    }
 }
