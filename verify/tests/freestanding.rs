@@ -2,7 +2,9 @@
 //!
 //! - `smoke`, `two_pages`, `lifecycle` (built by cargo for this test, reached through
 //!   `CARGO_BIN_EXE_<name>`) must exit 0 with nothing on stderr;
+//! - `panics` must exit 101 after the panic handler's one line;
 //! - `tamper` must die by SIGABRT after the runtime's one-line diagnostic;
+//! - every failure exit in the binaries' sources has a code of its own and one line;
 //! - every binary must be a static `ET_EXEC` with no interpreter, no dynamic section, no
 //!   undefined symbol, no writable and executable segment, no page shared between
 //!   segments, and a non-executable `PT_GNU_STACK`;
