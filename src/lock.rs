@@ -29,11 +29,22 @@ pub(crate) const SHARDS: usize = 16;
 #[repr(align(128))]
 struct Slot(AtomicUsize);
 
+/// The reader counters of one lock. A separate, all-zero static, so that it lands in
+/// `.bss` and costs a freestanding binary no file bytes.
+pub(crate) struct ReaderSlots([Slot; SHARDS]);
+
+impl ReaderSlots {
+    /// Counters with no readers.
+    pub(crate) const fn new() -> Self {
+        ReaderSlots([const { Slot(AtomicUsize::new(0)) }; SHARDS])
+    }
+}
+
 /// The lock. See the module docs.
 pub(crate) struct ShardedRwLock<T> {
     writer: spin::Mutex<()>,
     writing: AtomicBool,
-    readers: [Slot; SHARDS],
+    readers: &'static ReaderSlots,
     data: UnsafeCell<T>,
 }
 
@@ -52,12 +63,13 @@ fn shard() -> usize {
 }
 
 impl<T> ShardedRwLock<T> {
-    /// A new, unlocked lock around `data`.
-    pub(crate) const fn new(data: T) -> Self {
+    /// A new, unlocked lock around `data`, counting readers in `readers` (which no
+    /// other lock may use).
+    pub(crate) const fn new(data: T, readers: &'static ReaderSlots) -> Self {
         ShardedRwLock {
             writer: spin::Mutex::new(()),
             writing: AtomicBool::new(false),
-            readers: [const { Slot(AtomicUsize::new(0)) }; SHARDS],
+            readers,
             data: UnsafeCell::new(data),
         }
     }
@@ -65,7 +77,7 @@ impl<T> ShardedRwLock<T> {
     /// Shared access; spins while a writer holds or waits for the lock.
     #[inline]
     pub(crate) fn read(&self) -> ReadGuard<'_, T> {
-        let slot = &self.readers[shard()].0;
+        let slot = &self.readers.0[shard()].0;
         loop {
             // SeqCst on both sides of the Dekker-style handshake with `write`: either this
             // increment is seen by the writer's scan, or this load sees `writing`.
@@ -86,7 +98,7 @@ impl<T> ShardedRwLock<T> {
         let writer = self.writer.lock();
         // SeqCst: pairs with the readers' increment-then-check (see `read`).
         self.writing.store(true, Ordering::SeqCst);
-        for slot in &self.readers {
+        for slot in &self.readers.0 {
             // SeqCst (acquire): seeing 0 synchronises with the last reader's Release
             // decrement, so its reads happen before our writes.
             while slot.0.load(Ordering::SeqCst) != 0 {
@@ -157,7 +169,8 @@ mod tests {
 
     #[test]
     fn writers_exclude_readers_and_each_other() {
-        static LOCK: ShardedRwLock<(u64, u64)> = ShardedRwLock::new((0, 0));
+        static SLOTS: ReaderSlots = ReaderSlots::new();
+        static LOCK: ShardedRwLock<(u64, u64)> = ShardedRwLock::new((0, 0), &SLOTS);
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
@@ -200,7 +213,8 @@ mod tests {
 
     #[test]
     fn readers_share() {
-        let lock = ShardedRwLock::new(5);
+        static SLOTS: ReaderSlots = ReaderSlots::new();
+        let lock = ShardedRwLock::new(5, &SLOTS);
         let a = lock.read();
         let b = lock.read();
         assert_eq!(*a + *b, 10);

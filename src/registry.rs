@@ -23,7 +23,7 @@ use allocator_api2::alloc::{AllocError, Allocator};
 use hashbrown::HashMap;
 
 use crate::global::MmapAlloc;
-use crate::lock::ShardedRwLock;
+use crate::lock::{ReaderSlots, ShardedRwLock};
 use crate::sys::PAGE_SIZE;
 
 /// The quota a process starts with: 256 MiB of mapped bytes.
@@ -185,14 +185,20 @@ pub(crate) struct Registry {
     quota: usize,
 }
 
+/// The registry lock's reader counters (all zero: `.bss`).
+static REGISTRY_READERS: ReaderSlots = ReaderSlots::new();
+
 /// The one registry of the process.
-pub(crate) static REGISTRY: ShardedRwLock<Registry> = ShardedRwLock::new(Registry {
-    map: HashMap::with_hasher_in(AddrHashBuilder, Storage),
-    live_bytes: 0,
-    reserved_bytes: 0,
-    peak_bytes: 0,
-    quota: DEFAULT_QUOTA,
-});
+pub(crate) static REGISTRY: ShardedRwLock<Registry> = ShardedRwLock::new(
+    Registry {
+        map: HashMap::with_hasher_in(AddrHashBuilder, Storage),
+        live_bytes: 0,
+        reserved_bytes: 0,
+        peak_bytes: 0,
+        quota: DEFAULT_QUOTA,
+    },
+    &REGISTRY_READERS,
+);
 
 // Operation counters. Relaxed everywhere: each is an independent statistic that no
 // other memory access is ordered against.
