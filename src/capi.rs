@@ -28,50 +28,10 @@ pub const WILDX_STATE_WRITABLE: i32 = 1;
 /// `wildx_state` of an EXECUTABLE page (sealed, `R|X`).
 pub const WILDX_STATE_EXECUTABLE: i32 = 2;
 
-/// `struct wildx_stats` in `include/wildx.h`: the C view of [`crate::Stats`], field for
-/// field. `size_t` is `usize` and `uint64_t` is `u64` on x86-64 Linux, so the struct is
-/// 80 bytes, 8-aligned, with no padding.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WildxStats {
-    /// Pages allocated and not yet freed.
-    pub live_pages: usize,
-    /// Bytes mapped by live pages (whole pages).
-    pub live_bytes: usize,
-    /// The most `live_bytes` has ever been.
-    pub peak_bytes: usize,
-    /// The process-wide quota on `live_bytes`.
-    pub quota: usize,
-    /// Successful allocations.
-    pub allocs: u64,
-    /// Successful seals.
-    pub seals: u64,
-    /// Successful frees.
-    pub frees: u64,
-    /// Refused allocs, seals, frees and writes (verify results are not counted).
-    pub refusals: u64,
-    /// Bytes the registry's own table has mapped.
-    pub registry_bytes: usize,
-    /// Entries the registry's table can hold before it must grow.
-    pub registry_capacity: usize,
-}
-
-impl From<crate::Stats> for WildxStats {
-    fn from(s: crate::Stats) -> Self {
-        WildxStats {
-            live_pages: s.live_pages,
-            live_bytes: s.live_bytes,
-            peak_bytes: s.peak_bytes,
-            quota: s.quota,
-            allocs: s.allocs,
-            seals: s.seals,
-            frees: s.frees,
-            refusals: s.refusals,
-            registry_bytes: s.registry_bytes,
-            registry_capacity: s.registry_capacity,
-        }
-    }
-}
+/// `struct wildx_stats` in `include/wildx.h`: [`crate::Stats`] itself, which is
+/// `#[repr(C)]` for this purpose. `size_t` is `usize` and `uint64_t` is `u64` on x86-64
+/// Linux, so the struct is 80 bytes, 8-aligned, with no padding.
+pub type WildxStats = crate::Stats;
 
 /// `void *wildx_alloc(size_t size)`: [`crate::raw::alloc`]. A WRITABLE page of at least
 /// `size` bytes filled with `0xCC`, or null (zero size, `SIZE_MAX`, over the quota,
@@ -164,7 +124,7 @@ pub unsafe extern "C" fn wildx_stats(out: *mut WildxStats) {
     if out.is_null() {
         return;
     }
-    let stats = WildxStats::from(crate::stats());
+    let stats = crate::stats();
     // SAFETY: `out` is non-null and, by the caller's contract, valid and aligned for
     // one `WildxStats`; `write` does not read or drop the old contents.
     unsafe { out.write(stats) };

@@ -51,6 +51,11 @@ pub struct PageInfo {
 }
 
 /// A snapshot of the registry's accounting.
+///
+/// `#[repr(C)]`: with the `capi` feature this is `struct wildx_stats` of
+/// `include/wildx.h`, field for field; reordering or retyping a field breaks the C ABI
+/// (`tests/capi.rs` compares the layouts).
+#[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Pages allocated and not yet freed.
