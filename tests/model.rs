@@ -38,7 +38,7 @@ use std::sync::{Barrier, Mutex, PoisonError};
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestError, TestRunner};
 use wildx::jit::{ADD_I32, AddI32};
 use wildx::{Code, Error, Page, State};
 
@@ -173,28 +173,107 @@ fn random_operations_match_the_model() {
     let maps_checks = AtomicU64::new(0);
     let mut runner = TestRunner::new(config);
     let result = runner.run(&vec(op(), 1..=MAX_OPS), |seq| {
-        let mut harness = Harness::new(maps_every);
-        let mut outcome = Ok(());
-        for (i, &op) in seq.iter().enumerate() {
-            if let Err(e) = harness.apply(op) {
-                outcome = Err(TestCaseError::fail(format!("operation {i}: {e}")));
-                break;
-            }
-        }
-        ops.fetch_add(harness.ops, Ordering::Relaxed);
-        maps_checks.fetch_add(harness.maps_checks, Ordering::Relaxed);
-        outcome?;
-        harness.finish().map_err(TestCaseError::fail)?;
-        Ok(())
+        let (outcome, n, checks) = run_sequence(&seq, maps_every);
+        ops.fetch_add(n, Ordering::Relaxed);
+        maps_checks.fetch_add(checks, Ordering::Relaxed);
+        outcome.map_err(TestCaseError::fail)
     });
     let (ops, maps_checks) = (ops.into_inner(), maps_checks.into_inner());
-    if let Err(e) = result {
-        panic!("{e}\nmodel seed {seed}: replay with PROPTEST_RNG_SEED={seed} cargo test --test model");
+    match result {
+        Ok(()) => {}
+        Err(TestError::Fail(reason, seq)) => {
+            let minimal = delete_until_minimal(seq, maps_every);
+            let again = run_sequence(&minimal, maps_every).0.err().unwrap_or_default();
+            panic!(
+                "{reason}\nminimal failing sequence ({} operations): {minimal:#?}\nwhich fails with: {again}\n\
+                 model seed {seed}: replay with PROPTEST_RNG_SEED={seed} cargo test --test model",
+                minimal.len()
+            );
+        }
+        Err(e) => panic!("{e}\nmodel seed {seed}"),
     }
     println!("model: {cases} cases, {ops} operations, {maps_checks} /proc/self/maps checks, seed {seed}");
     if cases >= CASES {
         assert!(ops >= MIN_OPS, "only {ops} operations ran; raise CASES or MAX_OPS");
     }
+}
+
+/// Runs `seq` through a fresh harness: the first difference from the model, the
+/// operations applied and the `/proc/self/maps` checks made.
+fn run_sequence(seq: &[Op], maps_every: u64) -> (Result<(), String>, u64, u64) {
+    let mut harness = Harness::new(maps_every);
+    let mut outcome = Ok(());
+    for (i, &op) in seq.iter().enumerate() {
+        if let Err(e) = harness.apply(op) {
+            outcome = Err(format!("operation {i}: {e}"));
+            break;
+        }
+    }
+    let (ops, checks) = (harness.ops, harness.maps_checks);
+    if outcome.is_ok() {
+        outcome = harness.finish().map(drop);
+    }
+    (outcome, ops, checks)
+}
+
+/// `op` with its target (if it has one) changed by `f`.
+fn map_target(op: Op, f: impl Fn(Target) -> Target) -> Op {
+    match op {
+        Op::Install(t) => Op::Install(f(t)),
+        Op::Write { target, offset, len, byte } => Op::Write { target: f(target), offset, len, byte },
+        Op::Seal(t) => Op::Seal(f(t)),
+        Op::SealTyped(t) => Op::SealTyped(f(t)),
+        Op::Call { target, a, b } => Op::Call { target: f(target), a, b },
+        Op::Verify(t) => Op::Verify(f(t)),
+        Op::Tamper { target, offset, byte } => Op::Tamper { target: f(target), offset, byte },
+        Op::Free(t) => Op::Free(f(t)),
+        Op::FromRawPage(t) => Op::FromRawPage(f(t)),
+        Op::FromRawCode(t) => Op::FromRawCode(f(t)),
+        Op::IntoRaw(t) => Op::IntoRaw(f(t)),
+        Op::DropHandle(t) => Op::DropHandle(f(t)),
+        Op::Alloc(_) | Op::AllocTyped(_) | Op::CompileAdd | Op::CompileAddTyped | Op::SetQuota(_) => op,
+    }
+}
+
+/// A target counting back `n(k)` pages instead of `k`.
+fn count_back(t: Target, n: impl Fn(u8) -> u8) -> Target {
+    match t {
+        Target::Recent(k) => Target::Recent(n(k)),
+        Target::Interior(k, o) => Target::Interior(n(k), o),
+        other => other,
+    }
+}
+
+/// proptest deletes each element once, before it simplifies the others; operations that
+/// only became irrelevant later stay. This removes single operations for as long as the
+/// sequence still fails, each time also trying the later targets one page less far back.
+fn delete_until_minimal(mut seq: Vec<Op>, maps_every: u64) -> Vec<Op> {
+    let mut budget = 20_000;
+    let mut i = 0;
+    while i < seq.len() && budget > 0 {
+        budget -= 1;
+        let mut without = seq.clone();
+        without.remove(i);
+        // Deleting an allocation shifts what later operations' targets count back to.
+        let mut shifted = without.clone();
+        shifted[i..].iter_mut().for_each(|op| *op = map_target(*op, |t| count_back(t, |k| k.saturating_sub(1))));
+        match [without, shifted].into_iter().find(|c| !c.is_empty() && run_sequence(c, maps_every).0.is_err()) {
+            Some(shorter) => {
+                seq = shorter;
+                i = 0;
+            }
+            None => i += 1,
+        }
+    }
+    // Then the simplest target that still fails: the newest page.
+    for i in 0..seq.len() {
+        let mut newest = seq.clone();
+        newest[i] = map_target(newest[i], |t| count_back(t, |_| 0));
+        if newest != seq && run_sequence(&newest, maps_every).0.is_err() {
+            seq = newest;
+        }
+    }
+    seq
 }
 
 /// The fuzz target's path in CI: random bytes decoded into operations with `Op::decode`,
@@ -210,10 +289,12 @@ fn decoded_byte_sequences_match_the_model() {
         failure_persistence: None,
         ..Config::default()
     };
+    let ops = AtomicU64::new(0);
     let result = TestRunner::new(config).run(&vec(any::<u8>(), 0..4096), |data| {
         let mut harness = Harness::new(MAPS_EVERY);
         let mut bytes = model::Bytes::new(&data);
         while let Some(op) = Op::decode(&mut bytes) {
+            ops.fetch_add(1, Ordering::Relaxed);
             harness.apply(op).map_err(TestCaseError::fail)?;
         }
         harness.finish().map_err(TestCaseError::fail)?;
@@ -222,6 +303,7 @@ fn decoded_byte_sequences_match_the_model() {
     if let Err(e) = result {
         panic!("{e}\nreplay with PROPTEST_RNG_SEED={seed} cargo test --test model decoded_byte_sequences");
     }
+    println!("decoded: {} operations from random bytes, seed {seed}", ops.into_inner());
 }
 
 // ---------------------------------------------------------------------------------------
