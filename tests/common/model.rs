@@ -29,7 +29,7 @@ use std::ptr::NonNull;
 use wildx::jit::{ADD_I32, ADD_PAGE_LEN, AddI32};
 use wildx::{Code, DEFAULT_QUOTA, Error, Page, State, Stats};
 
-use crate::common::{Maps, Perms};
+use crate::common::{Maps, Perms, RawMaps};
 
 /// The page size wildx maps in.
 pub const PAGE: usize = 4096;
@@ -604,6 +604,9 @@ pub struct Harness {
     foreign: NonNull<u8>,
     heap: Box<[u8; 64]>,
     mem: File,
+    /// Read into without allocating, so reading cannot map memory over a range the
+    /// check is about (a fresh heap block may land where a page was just freed).
+    maps: RawMaps,
     maps_every: u64,
     /// Operations applied.
     pub ops: u64,
@@ -632,7 +635,9 @@ impl Harness {
         // SAFETY: `foreign` is a fresh R|W mapping of PAGE bytes that only we know about.
         unsafe { foreign.as_ptr().write_bytes(FOREIGN_FILL, PAGE) };
         let mem = std::fs::OpenOptions::new().read(true).write(true).open("/proc/self/mem").expect("/proc/self/mem");
-        let base_exec = Maps::read().anon_exec_bytes();
+        let mut maps = RawMaps::with_capacity(1 << 20);
+        maps.snapshot();
+        let base_exec = maps.parse().anon_exec_bytes();
         Harness {
             model: Model::new(base.live_bytes, base.peak_bytes, DEFAULT_QUOTA),
             pages: HashMap::new(),
@@ -644,6 +649,7 @@ impl Harness {
             foreign,
             heap: Box::new([0x3c; 64]),
             mem,
+            maps,
             maps_every,
             ops: 0,
             maps_checks: 0,
@@ -908,8 +914,7 @@ impl Harness {
         let maps = self.maps_every > 0 && self.ops % self.maps_every == 0;
         if let Some((addr, mapped)) = freed.filter(|_| maps) {
             // Checked at once, before this harness maps anything that could land there.
-            let maps = Maps::read();
-            self.maps_checks += 1;
+            let maps = self.read_maps();
             ensure!(maps.is_unmapped(addr, mapped), "{op:?}: freed {addr:#x}+{mapped:#x} still mapped");
         }
         self.check(&op, addr, maps)
@@ -999,11 +1004,16 @@ impl Harness {
         Ok(())
     }
 
+    fn read_maps(&mut self) -> Maps {
+        self.maps.snapshot();
+        self.maps_checks += 1;
+        self.maps.parse()
+    }
+
     /// `/proc/self/maps` against the model: no W+X anywhere, every live page mapped with
     /// its state's protection, and anonymous executable memory exactly the sealed pages.
     fn check_maps(&mut self, op: &dyn std::fmt::Debug) -> Result<(), String> {
-        let maps = Maps::read();
-        self.maps_checks += 1;
+        let maps = self.read_maps();
         let wx = maps.writable_and_executable();
         ensure!(wx.is_empty(), "after {op:?}: W^X violated: {wx:#x?}");
         let mut exec = 0;
