@@ -146,6 +146,32 @@ impl Page {
         }
     }
 
+    /// Frees the page now (what dropping it does), reporting a refusal.
+    ///
+    /// Syscalls: `munmap`.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if the kernel refuses the `munmap` (only a seccomp policy can);
+    /// the page is then still mapped, registered and WRITABLE, and comes back with the
+    /// error so the caller can retry, or drop it.
+    ///
+    /// ```
+    /// let page = wildx::Page::new(64)?;
+    /// let p = page.as_ptr();
+    /// page.free().map_err(|(error, _page)| error)?;
+    /// assert_eq!(wildx::raw::state(p), None);
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
+    pub fn free(self) -> Result<(), (Error, Page)> {
+        match page::free(self.as_ptr(), Access::Handle) {
+            Ok(()) => {
+                core::mem::forget(self);
+                Ok(())
+            }
+            Err(error) => Err((error, self)),
+        }
+    }
+
     /// Gives up the handle and returns the page's pointer for the raw surface (the page
     /// stays mapped and WRITABLE; free it with [`crate::raw::free`]).
     #[must_use]
@@ -173,12 +199,20 @@ impl Page {
     }
 }
 
+/// What dropping a handle does: free the page, and if the kernel refuses the `munmap`
+/// (only a seccomp policy can), hand the page back to the raw surface instead of losing
+/// it: it stays registered, in `state`, counted in the stats (the refusal too), and
+/// [`crate::raw::free`] on its address can free it later. Never panics.
+fn drop_handle(ptr: NonNull<u8>, state: State) {
+    if page::free(ptr.as_ptr(), Access::Handle).is_err() {
+        // Cannot fail: the handle being dropped holds this live page in `state`.
+        let _ = page::set_held(ptr.as_ptr(), state, false);
+    }
+}
+
 impl Drop for Page {
     fn drop(&mut self) {
-        // Never panics. munmap of our own whole mapping can only be refused by a
-        // seccomp policy; the page then stays registered (counted as a refusal) rather
-        // than being lost.
-        let _ = page::free(self.as_ptr(), Access::Handle);
+        drop_handle(self.ptr, State::Writable);
     }
 }
 
@@ -295,6 +329,32 @@ impl<F: Signature> Code<F> {
         unsafe { slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
+    /// Frees the code now (what dropping it does), reporting a refusal.
+    ///
+    /// Syscalls: `munmap`.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if the kernel refuses the `munmap` (only a seccomp policy can);
+    /// the code is then still mapped, registered and callable, and comes back with the
+    /// error.
+    ///
+    /// ```
+    /// let add = wildx::jit::compile_add()?;
+    /// let p = add.as_ptr();
+    /// add.free().map_err(|(error, _code)| error)?;
+    /// assert_eq!(wildx::raw::state(p), None);
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
+    pub fn free(self) -> Result<(), (Error, Code<F>)> {
+        match page::free(self.as_ptr(), Access::Handle) {
+            Ok(()) => {
+                core::mem::forget(self);
+                Ok(())
+            }
+            Err(error) => Err((error, self)),
+        }
+    }
+
     /// Gives up the handle and returns the pointer for the raw surface (the page stays
     /// mapped and EXECUTABLE; free it with [`crate::raw::free`]).
     #[must_use]
@@ -323,8 +383,7 @@ impl<F: Signature> Code<F> {
 
 impl<F: Signature> Drop for Code<F> {
     fn drop(&mut self) {
-        // Never panics; see `Page`'s Drop.
-        let _ = page::free(self.as_ptr(), Access::Handle);
+        drop_handle(self.ptr, State::Executable);
     }
 }
 
