@@ -412,7 +412,11 @@ fn munmap_refused_keeps_the_page() {
             let dropped = page.as_ptr() as usize;
             drop(page);
             let after = wildx::stats();
-            assert_eq!(after.refusals - mid.refusals, 5, "three refused raw frees, a refused typed free, a refused drop");
+            assert_eq!(
+                after.refusals - mid.refusals,
+                5,
+                "three refused raw frees, a refused typed free, a refused drop"
+            );
             assert_eq!(after.frees - mid.frees, 1);
             assert_eq!(after.live_pages, mid.live_pages + 1, "the dropped page is still counted");
             let info = wildx::inspect(dropped as *const u8).expect("the dropped page stays registered");
