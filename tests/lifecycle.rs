@@ -6,7 +6,7 @@
 
 #![allow(unsafe_code)]
 
-mod support;
+mod common;
 
 use wildx::jit::{ADD_I32, ADD_PAGE_LEN, AddI32};
 use wildx::{Code, Error, Page, State, raw};
@@ -133,8 +133,9 @@ fn sizes_and_mapped_lengths() {
         assert_eq!(p as usize % 4096, 0, "alloc({size}) is page aligned");
         let info = wildx::inspect(p).unwrap();
         assert_eq!((info.len, info.mapped_len, info.state, info.seal_hash), (size, mapped, State::Writable, None));
-        let m = support::maps().into_iter().find(|m| m.contains(p as usize)).unwrap();
-        assert_eq!(&m.perms[..3], "rw-", "alloc({size}) maps R|W, never X");
+        let maps = common::Maps::read();
+        let m = maps.containing(p as usize).unwrap();
+        assert_eq!(m.perms.rwx(), "rw-", "alloc({size}) maps R|W, never X");
         assert!(m.end >= p as usize + mapped);
         assert_eq!(raw::free(p), 0);
     }

@@ -6,10 +6,11 @@
 
 #![allow(unsafe_code)]
 
-mod support;
+mod common;
 
 use std::ptr::NonNull;
 
+use common::{Maps, Perms};
 use wildx::Errno;
 use wildx::sys;
 
@@ -51,21 +52,16 @@ fn errno_round_trips_unknown_codes_and_formats() {
 #[test]
 fn mmap_mprotect_munmap_really_change_the_mapping() {
     let p = sys::mmap_anonymous(8192, sys::PROT_READ | sys::PROT_WRITE).unwrap();
-    let perms = |addr: usize| {
-        std::fs::read_to_string("/proc/self/maps").unwrap().lines().find_map(|l| {
-            let (range, rest) = l.split_once(' ')?;
-            let (s, e) = range.split_once('-')?;
-            let (s, e) = (usize::from_str_radix(s, 16).ok()?, usize::from_str_radix(e, 16).ok()?);
-            (s..e).contains(&addr).then(|| rest[..4].to_string())
-        })
-    };
-    assert_eq!(perms(p.as_ptr() as usize).as_deref(), Some("rw-p"));
+    // The protection and sharing flags of the mapping containing `addr`, if any.
+    let perms = |addr: usize| Maps::read().containing(addr).map(|m| m.perms);
+    assert_eq!(perms(p.as_ptr() as usize), Some(Perms::RW), "rw-p");
     // SAFETY: p is a fresh mapping of 8192 bytes owned by this test.
     let zeroed = unsafe { std::slice::from_raw_parts(p.as_ptr(), 8192) }.iter().all(|&b| b == 0);
     assert!(zeroed, "fresh anonymous memory is zeroed");
     // SAFETY: as above; nothing holds a reference into the mapping.
     unsafe { sys::mprotect(p, 8192, sys::PROT_READ) }.unwrap();
-    assert_eq!(perms(p.as_ptr() as usize).as_deref(), Some("r--p"));
+    let read_only = Perms { read: true, write: false, exec: false, shared: false };
+    assert_eq!(perms(p.as_ptr() as usize), Some(read_only), "r--p");
     // SAFETY: misaligned on purpose: the kernel refuses without touching anything.
     let misaligned = unsafe { sys::mprotect(NonNull::new(p.as_ptr().wrapping_add(1)).unwrap(), 1, sys::PROT_READ) };
     assert_eq!(misaligned, Err(Errno::EINVAL));
@@ -116,7 +112,7 @@ fn ids_match_libc() {
 #[test]
 fn abort_dies_by_sigabrt_even_when_sigabrt_is_blocked_and_handled() {
     const NAME: &str = "abort_dies_by_sigabrt_even_when_sigabrt_is_blocked_and_handled";
-    if support::in_child(NAME) {
+    if common::is_child(NAME) {
         extern "C" fn swallow(_: libc::c_int) {}
         // SAFETY: installs a handler that returns, and blocks SIGABRT: the two ways a
         // process can try to survive abort().
@@ -129,5 +125,5 @@ fn abort_dies_by_sigabrt_even_when_sigabrt_is_blocked_and_handled() {
         }
         sys::abort();
     }
-    support::assert_killed_by(&support::run_child(NAME, &[]), libc::SIGABRT);
+    common::assert_killed_by(&common::child_output(NAME, &[]), libc::SIGABRT);
 }

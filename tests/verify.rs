@@ -14,24 +14,16 @@
 
 #![allow(unsafe_code)]
 
-mod support;
+mod common;
 
-use std::ptr::NonNull;
-
-use support::{in_child, poke};
+use common::poke;
 use wildx::jit::{ADD_I32, ADD_PAGE_LEN};
-use wildx::{Error, raw, sys};
+use wildx::{Error, raw};
 
 /// The byte to write at `offset` of the add page: different from what is there.
 fn tampered_byte(offset: usize) -> u8 {
     let original = if offset < ADD_I32.len() { ADD_I32[offset] } else { 0xCC };
     original ^ 0x5a
-}
-
-/// The page's requested bytes as they are now.
-fn bytes_of(f: *const u8) -> Vec<u8> {
-    // SAFETY: f is a live sealed page of ADD_PAGE_LEN readable bytes.
-    unsafe { std::slice::from_raw_parts(f, ADD_PAGE_LEN) }.to_vec()
 }
 
 #[test]
@@ -96,10 +88,19 @@ mod feature_off {
 
 #[cfg(feature = "verify-on-call")]
 mod feature_on {
+    use std::ptr::NonNull;
+
     use super::*;
-    use support::{assert_killed_by, run_child};
+    use common::{assert_killed_by, child_output, is_child};
+    use wildx::sys;
 
     const OFFSET_ENV: &str = "WILDX_TAMPER_OFFSET";
+
+    /// The page's requested bytes as they are now.
+    fn bytes_of(f: *const u8) -> Vec<u8> {
+        // SAFETY: f is a live sealed page of ADD_PAGE_LEN readable bytes.
+        unsafe { std::slice::from_raw_parts(f, ADD_PAGE_LEN) }.to_vec()
+    }
 
     /// Parses the child's stdout line `expect sealed 0x.. now 0x..` and checks the
     /// diagnostic on its stderr carries the same values.
@@ -121,7 +122,7 @@ mod feature_on {
     #[test]
     fn a_tampered_call_aborts_for_every_byte_offset_of_the_add_page() {
         const NAME: &str = "feature_on::a_tampered_call_aborts_for_every_byte_offset_of_the_add_page";
-        if in_child(NAME) {
+        if is_child(NAME) {
             let offset: usize = std::env::var(OFFSET_ENV).unwrap().parse().unwrap();
             let f = wildx::jit::compile_add_i32();
             let sealed = wildx::inspect(f).unwrap().seal_hash.unwrap();
@@ -138,7 +139,7 @@ mod feature_on {
             .map(|offset| {
                 let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
                 cmd.args(["--exact", NAME, "--nocapture", "--test-threads=1"])
-                    .env(support::CHILD_ENV, NAME)
+                    .env(common::CHILD_ENV, NAME)
                     .env(OFFSET_ENV, offset.to_string())
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped());
@@ -155,7 +156,7 @@ mod feature_on {
     #[test]
     fn a_tampered_typed_call_aborts() {
         const NAME: &str = "feature_on::a_tampered_typed_call_aborts";
-        if in_child(NAME) {
+        if is_child(NAME) {
             let code = wildx::jit::compile_add().unwrap();
             let sealed = code.seal_hash();
             poke(code.as_ptr().wrapping_add(2), &[0x29]);
@@ -164,7 +165,7 @@ mod feature_on {
             eprintln!("tampered code ran and returned {r}");
             std::process::exit(3);
         }
-        let out = run_child(NAME, &[]);
+        let out = child_output(NAME, &[]);
         assert_killed_by(&out, libc::SIGABRT);
         assert_diagnostic(&out, 2);
     }
@@ -172,7 +173,7 @@ mod feature_on {
     #[test]
     fn tamper_by_re_mprotect_aborts() {
         const NAME: &str = "feature_on::tamper_by_re_mprotect_aborts";
-        if in_child(NAME) {
+        if is_child(NAME) {
             let f = wildx::jit::compile_add_i32();
             let sealed = wildx::inspect(f).unwrap().seal_hash.unwrap();
             let page = NonNull::new(f).unwrap();
@@ -189,7 +190,7 @@ mod feature_on {
             eprintln!("tampered code ran and returned {r}");
             std::process::exit(3);
         }
-        let out = run_child(NAME, &[]);
+        let out = child_output(NAME, &[]);
         assert_killed_by(&out, libc::SIGABRT);
         assert_diagnostic(&out, 2);
     }
@@ -197,7 +198,7 @@ mod feature_on {
     /// Runs `NAME`'s child, which calls into a page in `kind` state, and checks the
     /// abort and its diagnostic.
     fn assert_call_refused(name: &str, needle: &str) {
-        let out = run_child(name, &[]);
+        let out = child_output(name, &[]);
         assert_killed_by(&out, libc::SIGABRT);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.lines().any(|l| l.starts_with("wildx: refusing call into") && l.contains(needle)), "{stderr}");
@@ -207,7 +208,7 @@ mod feature_on {
     #[test]
     fn calling_a_freed_page_aborts() {
         const NAME: &str = "feature_on::calling_a_freed_page_aborts";
-        if in_child(NAME) {
+        if is_child(NAME) {
             let f = wildx::jit::compile_add_i32();
             assert_eq!(raw::free(f), 0);
             // SAFETY: none needed: the call must abort before jumping.
@@ -221,7 +222,7 @@ mod feature_on {
     #[test]
     fn calling_a_writable_page_aborts() {
         const NAME: &str = "feature_on::calling_a_writable_page_aborts";
-        if in_child(NAME) {
+        if is_child(NAME) {
             let p = raw::alloc(64);
             assert_eq!(wildx::jit::install_add_i32(p), 0);
             // SAFETY: none needed: the call must abort before jumping.
@@ -235,7 +236,7 @@ mod feature_on {
     #[test]
     fn calling_a_foreign_pointer_aborts() {
         const NAME: &str = "feature_on::calling_a_foreign_pointer_aborts";
-        if in_child(NAME) {
+        if is_child(NAME) {
             let mut stack = ADD_I32;
             // SAFETY: none needed: the call must abort before jumping.
             let r = unsafe { wildx::jit::call_i32_i32(stack.as_mut_ptr(), 7, 35) };

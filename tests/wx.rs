@@ -10,11 +10,11 @@
 
 #![allow(unsafe_code)]
 
-mod support;
+mod common;
 
 use std::sync::Mutex;
 
-use support::{assert_killed_by, assert_no_wx, in_child, maps, run_child};
+use common::{Maps, assert_killed_by, assert_no_wx, child_output, is_child};
 use wildx::{Page, State, raw};
 
 static LOCK: Mutex<()> = Mutex::new(());
@@ -27,7 +27,7 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 fn write_to_sealed_code_dies_by_sigsegv() {
     const NAME: &str = "write_to_sealed_code_dies_by_sigsegv";
     let _guard = lock();
-    if in_child(NAME) {
+    if is_child(NAME) {
         let f = wildx::jit::compile_add_i32();
         assert!(!f.is_null());
         eprintln!("child: writing to sealed page {f:p}");
@@ -36,7 +36,7 @@ fn write_to_sealed_code_dies_by_sigsegv() {
         eprintln!("child: the write to sealed code did not trap");
         std::process::exit(3);
     }
-    let out = run_child(NAME, &[]);
+    let out = child_output(NAME, &[]);
     assert_killed_by(&out, libc::SIGSEGV);
     assert!(String::from_utf8_lossy(&out.stderr).contains("child: writing"), "the child did not reach the write");
 }
@@ -45,7 +45,7 @@ fn write_to_sealed_code_dies_by_sigsegv() {
 fn typed_write_after_seal_through_a_stale_raw_pointer_dies_by_sigsegv() {
     const NAME: &str = "typed_write_after_seal_through_a_stale_raw_pointer_dies_by_sigsegv";
     let _guard = lock();
-    if in_child(NAME) {
+    if is_child(NAME) {
         let mut page = Page::new(64).unwrap();
         wildx::jit::install_add(&mut page).unwrap();
         let stale = page.as_mut_slice().as_mut_ptr();
@@ -57,7 +57,7 @@ fn typed_write_after_seal_through_a_stale_raw_pointer_dies_by_sigsegv() {
         unsafe { stale.add(1).write_volatile(0x90) };
         std::process::exit(3);
     }
-    let out = run_child(NAME, &[]);
+    let out = child_output(NAME, &[]);
     assert_killed_by(&out, libc::SIGSEGV);
 }
 
@@ -65,7 +65,7 @@ fn typed_write_after_seal_through_a_stale_raw_pointer_dies_by_sigsegv() {
 fn calling_a_page_before_it_is_sealed_dies_by_sigsegv() {
     const NAME: &str = "calling_a_page_before_it_is_sealed_dies_by_sigsegv";
     let _guard = lock();
-    if in_child(NAME) {
+    if is_child(NAME) {
         let p = raw::alloc(64);
         assert_eq!(wildx::jit::install_add_i32(p), 0);
         assert_eq!(raw::state(p), Some(State::Writable));
@@ -76,7 +76,7 @@ fn calling_a_page_before_it_is_sealed_dies_by_sigsegv() {
         eprintln!("child: unsealed page executed and returned {r}");
         std::process::exit(3);
     }
-    let out = run_child(NAME, &[]);
+    let out = child_output(NAME, &[]);
     assert_killed_by(&out, libc::SIGSEGV);
     assert!(String::from_utf8_lossy(&out.stderr).contains("child: calling"));
 }
@@ -84,7 +84,7 @@ fn calling_a_page_before_it_is_sealed_dies_by_sigsegv() {
 #[test]
 fn executing_the_int3_padding_traps() {
     const NAME: &str = "executing_the_int3_padding_traps";
-    if in_child(NAME) {
+    if is_child(NAME) {
         // A page whose only written byte is a `nop`: execution falls into the 0xCC fill.
         let page = Page::with_code(&[0x90]).unwrap();
         // SAFETY: none; running into int3 is the fault under test.
@@ -92,7 +92,7 @@ fn executing_the_int3_padding_traps() {
         code.call(());
         std::process::exit(3);
     }
-    let out = run_child(NAME, &[]);
+    let out = child_output(NAME, &[]);
     assert_killed_by(&out, libc::SIGTRAP);
 }
 
@@ -100,7 +100,7 @@ fn executing_the_int3_padding_traps() {
 fn no_mapping_is_ever_writable_and_executable_through_a_lifecycle() {
     let _guard = lock();
     assert_no_wx("start");
-    let baseline = support::anon_exec_bytes();
+    let baseline = Maps::read().anon_exec_bytes();
 
     let mut pages = Vec::new();
     for size in [5, 64, 4096, 4097, 3 * 4096] {
@@ -114,7 +114,7 @@ fn no_mapping_is_ever_writable_and_executable_through_a_lifecycle() {
     for &p in &pages {
         assert_eq!(raw::seal(p), 0);
         assert_no_wx("seal");
-        assert_eq!(support::perms_of(p).as_deref().map(|s| &s[..3]), Some("r-x"));
+        assert_eq!(Maps::read().containing(p as usize).map(|m| m.perms.rwx()).as_deref(), Some("r-x"));
         // SAFETY: p holds sealed add code.
         assert_eq!(unsafe { wildx::jit::call_i32_i32(p, 2, 3) }, 5);
         assert_no_wx("call");
@@ -122,7 +122,7 @@ fn no_mapping_is_ever_writable_and_executable_through_a_lifecycle() {
         assert_eq!(raw::seal(p), -1);
         assert_no_wx("refused seal");
     }
-    assert!(support::anon_exec_bytes() > baseline);
+    assert!(Maps::read().anon_exec_bytes() > baseline);
     let typed = wildx::jit::compile_add().unwrap();
     assert_no_wx("typed compile");
     drop(typed);
@@ -130,16 +130,16 @@ fn no_mapping_is_ever_writable_and_executable_through_a_lifecycle() {
     for &p in &pages {
         assert_eq!(raw::free(p), 0);
         assert_no_wx("free");
-        assert!(!maps().iter().any(|m| m.contains(p as usize)), "freed page {p:p} is still mapped");
+        assert!(Maps::read().containing(p as usize).is_none(), "freed page {p:p} is still mapped");
     }
-    assert_eq!(support::anon_exec_bytes(), baseline, "anonymous executable mappings are not back at baseline");
+    assert_eq!(Maps::read().anon_exec_bytes(), baseline, "anonymous executable mappings are not back at baseline");
 }
 
 #[test]
 fn refused_operations_leave_the_address_space_unchanged() {
     let _guard = lock();
     // The reads themselves may grow the C heap; only wildx's mappings matter here.
-    let snapshot = || maps().into_iter().filter(|m| m.path != "[heap]").collect::<Vec<_>>();
+    let snapshot = || Maps::read().mappings.into_iter().filter(|m| m.path != "[heap]").collect::<Vec<_>>();
     let _warm_up = snapshot();
     let before = snapshot();
     assert!(raw::alloc(0).is_null());

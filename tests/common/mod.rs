@@ -11,7 +11,12 @@
 //! - The child-process runner: [`run_in_child`] re-runs the current test binary with
 //!   only one test selected (`--exact`) and [`CHILD_ENV`] set, so that the test's body
 //!   runs in a process of its own (rlimits, seccomp filters and signals then stay
-//!   there), and the parent asserts how the child ended.
+//!   there), and the parent asserts how the child ended. A child that is meant to die
+//!   by a signal never prints the "done" marker [`run_in_child`] requires: such tests
+//!   check [`is_child`] themselves, start the child with [`child_output`] and assert
+//!   the signal with [`assert_killed_by`].
+//! - [`assert_no_wx`]: the W^X check on a fresh read of the maps, naming the step it
+//!   follows; [`poke`]: tampering with sealed code through `/proc/self/mem`.
 //!
 //! A test binary declares `mod common;` and uses what it needs, so any one binary
 //! leaves most of this unused; hence the `dead_code` allowance.
@@ -133,6 +138,15 @@ impl Perms {
             return None;
         }
         Some(Perms { read: b[0] == b'r', write: b[1] == b'w', exec: b[2] == b'x', shared: b[3] == b's' })
+    }
+
+    /// The protection as the first three characters of the maps field (`"r-x"`,
+    /// `"rw-"`, ...), without the sharing flag.
+    pub fn rwx(self) -> String {
+        [(self.read, 'r'), (self.write, 'w'), (self.exec, 'x')]
+            .iter()
+            .map(|&(on, c)| if on { c } else { '-' })
+            .collect()
     }
 }
 
@@ -303,6 +317,23 @@ impl RawMaps {
     }
 }
 
+/// Reads `/proc/self/maps` and panics if any mapping is both writable and executable,
+/// naming `step` (the operation just done) and listing the offending mappings.
+pub fn assert_no_wx(step: &str) {
+    let maps = Maps::read();
+    let wx = maps.writable_and_executable();
+    assert!(wx.is_empty(), "after {step}: W^X violated: writable and executable mappings {wx:#x?}");
+}
+
+/// Overwrites the bytes at `addr` through `/proc/self/mem`, which bypasses page
+/// protection (the way a debugger, or an attacker who can open that file, would): the
+/// way to tamper with sealed R|X code without touching its protection.
+pub fn poke(addr: *const u8, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::OpenOptions::new().write(true).open("/proc/self/mem").expect("open /proc/self/mem");
+    mem.write_all_at(bytes, addr as u64).expect("write /proc/self/mem");
+}
+
 /// `/proc/self/status`'s `VmSize` in bytes: the address space `RLIMIT_AS` is checked
 /// against (the kernel's `total_vm`).
 pub fn vm_size() -> usize {
@@ -331,6 +362,9 @@ mod tests {
         assert_eq!(maps.anon_bytes(Perms::RW), 0x1000);
         assert_eq!(maps.writable_and_executable().len(), 1);
         assert_eq!(maps.perms_of(0x7f00001000, 0x2000), Some(Perms::RX));
+        assert_eq!(maps.containing(0x7f00003000).map(|m| m.perms.rwx()).as_deref(), Some("rwx"));
+        assert_eq!(Perms::RX.rwx(), "r-x");
+        assert_eq!(Perms::RW.rwx(), "rw-");
         assert_eq!(maps.perms_of(0x7f00000000, 0x2000), None);
         assert!(maps.is_unmapped(0x7f00004000, 0x1000) && !maps.is_unmapped(0x7f00003fff, 2));
     }
