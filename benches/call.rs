@@ -48,6 +48,11 @@ fn call(c: &mut Criterion) {
         b.iter(|| unsafe { wildx::jit::call_i32_i32(p, black_box(7), black_box(35)) })
     });
     g.bench_function("typed_code_call", |b| b.iter(|| code.call((black_box(7), black_box(35)))));
+    // Control: a direct call into the typed handle's page, to tell a cost of the typed
+    // path from a cost of where that page landed.
+    // SAFETY: `code` is live sealed add code for the whole group.
+    let g_fn = unsafe { to_fn(code.as_ptr()) };
+    g.bench_function("direct_fn_ptr_to_typed_page", |b| b.iter(|| g_fn(black_box(7), black_box(35))));
     g.finish();
     assert_eq!(wildx::raw::free(p), 0);
 }
