@@ -6,10 +6,18 @@
 //!   ever `mprotect`ed to `R|X`, once, from WRITABLE;
 //! - a refused operation changes nothing (no mapping, no entry, no quota, no stats but
 //!   the refusal count);
-//! - no operation acts on a mapping another thread has freed: every operation that
-//!   touches a page's bytes or protection holds the registry lock from the lookup that
-//!   found the page until it is done with it, and `free` removes the entry under the
-//!   same lock it unmaps under.
+//! - no operation acts on a mapping another thread has freed: an operation that touches
+//!   a page's bytes or protection either holds the registry lock from the lookup that
+//!   found the page until it is done (write, verify), or first marks the page BUSY under
+//!   the lock and works on it with the lock dropped (seal's hash and `mprotect`, free's
+//!   `munmap`); nobody else acts on a BUSY page, and its entry is removed only after its
+//!   `munmap` succeeded. A new mapping the kernel hands out at the address of a page
+//!   still being freed waits for that entry to go before it is registered.
+//!
+//! Why drop the lock around the syscalls: the kernel serialises `mmap`, `mprotect` and
+//! `munmap` of one process, and the thread that loses often sleeps. With the registry
+//! lock held across the syscall, every other thread then spun on it, even to call or
+//! verify unrelated pages.
 //!
 //! This module needs `unsafe` to read, write, `mprotect` and `munmap` the pages the
 //! registry vouches for.
@@ -114,6 +122,51 @@ fn lookup(reg: &registry::Registry, addr: usize, access: Access) -> Result<Slot,
     Ok(slot)
 }
 
+/// Waits a little before looking at a BUSY page again: it is busy for one syscall or
+/// one hash, so spin briefly, then let the busy thread have the CPU.
+fn back_off(rounds: &mut u32) {
+    *rounds += 1;
+    if *rounds < 64 {
+        core::hint::spin_loop();
+    } else {
+        sys::sched_yield();
+    }
+}
+
+/// Runs `f` under the registry write lock on the page at `addr`, once no other thread
+/// is sealing or freeing it.
+fn with_idle_page<T>(
+    addr: usize,
+    access: Access,
+    f: impl FnOnce(&mut registry::Registry, Slot) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut rounds = 0;
+    loop {
+        let mut reg = REGISTRY.write();
+        let slot = lookup(&reg, addr, access)?;
+        if !slot.busy() {
+            return f(&mut reg, slot);
+        }
+        drop(reg);
+        back_off(&mut rounds);
+    }
+}
+
+/// Runs `f` under the registry read lock on the page at `addr`, once no other thread
+/// is sealing or freeing it. The read lock keeps it so while `f` runs.
+fn with_idle_page_read<T>(addr: usize, access: Access, f: impl FnOnce(Slot) -> Result<T, Error>) -> Result<T, Error> {
+    let mut rounds = 0;
+    loop {
+        let reg = REGISTRY.read();
+        let slot = lookup(&reg, addr, access)?;
+        if !slot.busy() {
+            return f(slot);
+        }
+        drop(reg);
+        back_off(&mut rounds);
+    }
+}
+
 fn expect_state(slot: Slot, expected: State) -> Result<(), Error> {
     match slot.state() {
         found if found == expected => Ok(()),
@@ -152,8 +205,24 @@ fn alloc_inner(len: usize, access: Access) -> Result<NonNull<u8>, Error> {
     // SAFETY: `ptr` starts a fresh R|W mapping of `mapped` bytes that only this
     // function knows about.
     unsafe { ptr.as_ptr().write_bytes(0xCC, mapped) };
+    let addr = ptr.as_ptr() as usize;
+    let mut rounds = 0;
     let mut reg = REGISTRY.write();
-    if reg.insert(ptr.as_ptr() as usize, len, access == Access::Handle).is_err() {
+    while let Some(stale) = reg.get(addr) {
+        if !stale.busy() {
+            // An entry for an address the kernel just handed out, with no free under way:
+            // someone unmapped a wildx page behind wildx's back (e.g. with libc). Its
+            // mapping is gone, so its entry goes too.
+            reg.remove(addr);
+            break;
+        }
+        // The kernel handed out the address of a page whose free has unmapped it but not
+        // yet removed its entry; that free only needs the lock back.
+        drop(reg);
+        back_off(&mut rounds);
+        reg = REGISTRY.write();
+    }
+    if reg.insert(addr, len, access == Access::Handle).is_err() {
         reg.unreserve(mapped);
         drop(reg);
         // SAFETY: the mapping was never registered or handed out; it is ours to drop.
@@ -175,28 +244,36 @@ pub(crate) fn seal(ptr: *const u8, access: Access) -> Result<u64, Error> {
 
 fn seal_inner(ptr: *const u8, access: Access) -> Result<u64, Error> {
     let addr = key(ptr)?;
-    // Held across the hash and the mprotect so that a concurrent free cannot unmap the
-    // page (and the kernel hand the address out again) between the lookup and them.
-    // The cost is small: the kernel serialises mprotect/munmap/mmap of one process on
-    // its mmap lock anyway.
-    let mut reg = REGISTRY.write();
-    let slot = lookup(&reg, addr, access)?;
-    expect_state(slot, State::Writable)?;
-    // SAFETY: the registry vouches that `addr` starts a live R|W mapping of at least
-    // `slot.len()` bytes, and the write lock keeps it mapped while we read. Its owner
-    // is either this call's typed handle (consumed by sealing) or raw-surface code that
-    // must not write during a seal.
+    let start = NonNull::new(ptr as *mut u8).ok_or(Error::Null)?;
+    let slot = with_idle_page(addr, access, |reg, slot| {
+        expect_state(slot, State::Writable)?;
+        reg.set_busy(addr, true);
+        Ok(slot)
+    })?;
+    // The page is BUSY: no other thread may free, seal or write it until we clear that,
+    // so it stays mapped and WRITABLE while we hash and mprotect without the lock.
+    // SAFETY: the registry vouched for a live R|W mapping of at least `slot.len()` bytes,
+    // and BUSY keeps it mapped. Its owner is either this call's typed handle (consumed by
+    // sealing) or raw-surface code that must not write during a seal.
     let hash = fnv1a64(unsafe { slice::from_raw_parts(ptr, slot.len()) });
     let prot = PROT_READ | PROT_EXEC;
     debug_assert!(prot & PROT_WRITE == 0, "W^X: never map a page writable and executable");
-    let start = NonNull::new(ptr as *mut u8).ok_or(Error::Null)?;
-    // SAFETY: `start` is the page-aligned start of a registered mapping of
-    // `mapped_len` bytes (registry invariant), which the lock keeps alive; removing
-    // PROT_WRITE cannot invalidate a Rust reference because no handle can be writing
-    // (see above).
-    unsafe { sys::mprotect(start, slot.mapped_len(), prot) }.map_err(Error::Os)?;
-    reg.mark_sealed(addr, hash);
-    Ok(hash)
+    // SAFETY: `start` is the page-aligned start of a registered mapping of `mapped_len`
+    // bytes (registry invariant) that BUSY keeps alive; removing PROT_WRITE cannot
+    // invalidate a Rust reference because no handle can be writing (see above).
+    let protected = unsafe { sys::mprotect(start, slot.mapped_len(), prot) };
+    let mut reg = REGISTRY.write();
+    match protected {
+        Ok(()) => {
+            reg.mark_sealed(addr, hash);
+            Ok(hash)
+        }
+        Err(errno) => {
+            // Still WRITABLE and usable: only the busy mark is undone.
+            reg.set_busy(addr, false);
+            Err(Error::Os(errno))
+        }
+    }
 }
 
 /// Unmaps a WRITABLE or EXECUTABLE page and removes its entry.
@@ -210,17 +287,28 @@ pub(crate) fn free(ptr: *const u8, access: Access) -> Result<(), Error> {
 
 fn free_inner(ptr: *const u8, access: Access) -> Result<(), Error> {
     let addr = key(ptr)?;
-    // Held across the munmap so the entry disappears exactly when the mapping does: no
-    // other thread can find the entry of an unmapped page, or register a new mapping
-    // at this address while the stale entry is still there.
-    let mut reg = REGISTRY.write();
-    let slot = lookup(&reg, addr, access)?;
     let start = NonNull::new(ptr as *mut u8).ok_or(Error::Null)?;
-    // SAFETY: `start` starts a registered mapping of `mapped_len` bytes; its owner
-    // gives it up by calling free, and the lock keeps other threads off it.
-    unsafe { sys::munmap(start, slot.mapped_len()) }.map_err(Error::Os)?;
-    reg.remove(addr);
-    Ok(())
+    let slot = with_idle_page(addr, access, |reg, slot| {
+        reg.set_busy(addr, true);
+        Ok(slot)
+    })?;
+    // SAFETY: `start` starts a registered mapping of `mapped_len` bytes; its owner gives
+    // it up by calling free, and BUSY keeps every other thread off it.
+    let unmapped = unsafe { sys::munmap(start, slot.mapped_len()) };
+    let mut reg = REGISTRY.write();
+    match unmapped {
+        Ok(()) => {
+            // Only now does the entry go: until here, an alloc that got this address
+            // back from the kernel waits (see `alloc_inner`).
+            reg.remove(addr);
+            Ok(())
+        }
+        Err(errno) => {
+            // Kept, in its state, usable, and freeable later.
+            reg.set_busy(addr, false);
+            Err(Error::Os(errno))
+        }
+    }
 }
 
 /// Copies `bytes` to `offset` in a WRITABLE page. Syscalls: none.
@@ -230,20 +318,20 @@ pub(crate) fn write(ptr: *mut u8, offset: usize, bytes: &[u8], access: Access) -
 
 fn write_inner(ptr: *mut u8, offset: usize, bytes: &[u8], access: Access) -> Result<(), Error> {
     let addr = key(ptr)?;
-    // A read lock suffices: seal and free need the write lock, so the page stays
-    // mapped and WRITABLE while we copy.
-    let reg = REGISTRY.read();
-    let slot = lookup(&reg, addr, access)?;
-    expect_state(slot, State::Writable)?;
-    let needed = offset.checked_add(bytes.len()).ok_or(Error::LengthOverflow)?;
-    if needed > slot.len() {
-        return Err(Error::TooSmall { needed, len: slot.len() });
-    }
-    // SAFETY: `[ptr + offset, ptr + needed)` lies inside the requested length of a live
-    // R|W mapping (checked above) that the lock keeps mapped; `bytes` is a Rust slice,
-    // so it cannot overlap a page nobody has handed out as a slice.
-    unsafe { ptr.add(offset).copy_from_nonoverlapping(bytes.as_ptr(), bytes.len()) };
-    Ok(())
+    // A read lock on an idle page suffices: seal and free must take the write lock to
+    // mark it busy, so the page stays mapped and WRITABLE while we copy.
+    with_idle_page_read(addr, access, |slot| {
+        expect_state(slot, State::Writable)?;
+        let needed = offset.checked_add(bytes.len()).ok_or(Error::LengthOverflow)?;
+        if needed > slot.len() {
+            return Err(Error::TooSmall { needed, len: slot.len() });
+        }
+        // SAFETY: `[ptr + offset, ptr + needed)` lies inside the requested length of a
+        // live R|W mapping (checked above) that the lock keeps mapped; `bytes` is a Rust
+        // slice, so it cannot overlap a page nobody has handed out as a slice.
+        unsafe { ptr.add(offset).copy_from_nonoverlapping(bytes.as_ptr(), bytes.len()) };
+        Ok(())
+    })
 }
 
 /// The state of the page starting at `ptr`, or `None` for anything else.
@@ -279,19 +367,21 @@ pub fn inspect(ptr: *const u8) -> Option<PageInfo> {
 /// seal. Returns the page's length on a match. Syscalls: none.
 pub(crate) fn verify(ptr: *const u8) -> Result<usize, Error> {
     let addr = key(ptr)?;
-    // The read lock keeps the page mapped (free needs the write lock) while we hash,
-    // and lets any number of verifying threads in at once.
-    let reg = REGISTRY.read();
-    let slot = reg.get(addr).ok_or(Error::NotRegistered)?;
-    expect_state(slot, State::Executable)?;
-    // SAFETY: the registry vouches for a live R|X mapping of at least `slot.len()`
-    // bytes, kept mapped by the lock; sealed bytes are read-only, so no Rust code can
-    // be writing them.
-    let now = fnv1a64(unsafe { slice::from_raw_parts(ptr, slot.len()) });
-    match slot.hash() {
-        Some(sealed) if sealed == now => Ok(slot.len()),
-        sealed => Err(Error::IntegrityMismatch { sealed: sealed.unwrap_or(0), now }),
-    }
+    // The read lock on an idle page keeps it mapped (free must take the write lock to
+    // mark it busy) while we hash, and lets any number of verifying threads in at once.
+    // A busy page is waited for: a seal in progress ends WRITABLE or EXECUTABLE, a free
+    // in progress ends with the page gone or kept.
+    with_idle_page_read(addr, Access::Handle, |slot| {
+        expect_state(slot, State::Executable)?;
+        // SAFETY: the registry vouches for a live R|X mapping of at least `slot.len()`
+        // bytes, kept mapped by the lock; sealed bytes are read-only, so no Rust code
+        // can be writing them.
+        let now = fnv1a64(unsafe { slice::from_raw_parts(ptr, slot.len()) });
+        match slot.hash() {
+            Some(sealed) if sealed == now => Ok(slot.len()),
+            sealed => Err(Error::IntegrityMismatch { sealed: sealed.unwrap_or(0), now }),
+        }
+    })
 }
 
 /// Hands a page to a typed handle (`held = true`, `from_raw`) or back to raw pointers
@@ -303,13 +393,13 @@ pub(crate) fn set_held(ptr: *const u8, expected: State, held: bool) -> Result<Sl
 
 fn set_held_inner(ptr: *const u8, expected: State, held: bool) -> Result<Slot, Error> {
     let addr = key(ptr)?;
-    let mut reg = REGISTRY.write();
     // Taking ownership needs a page nobody holds; giving it back is done by its holder.
     let access = if held { Access::Raw } else { Access::Handle };
-    let slot = lookup(&reg, addr, access)?;
-    expect_state(slot, expected)?;
-    reg.set_held(addr, held);
-    Ok(slot)
+    with_idle_page(addr, access, |reg, slot| {
+        expect_state(slot, expected)?;
+        reg.set_held(addr, held);
+        Ok(slot)
+    })
 }
 
 /// The verify-on-call hook: every runtime call path runs this before jumping into a

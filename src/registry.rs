@@ -44,9 +44,11 @@ pub enum State {
 /// What the registry keeps per live mapping: 16 bytes, so a hashbrown slot with its
 /// 8-byte key and 1 control byte costs 25 bytes.
 ///
-/// `meta` packs the requested length (shifted left by 2; lengths of real mappings are
-/// below 2^57, the largest x86-64 address space) with two flags: bit 0 is set once
-/// sealed, bit 1 while a typed handle ([`crate::Page`] or [`crate::Code`]) owns the page.
+/// `meta` packs the requested length (shifted left by 3; lengths of real mappings are
+/// below 2^57, the largest x86-64 address space) with three flags: bit 0 is set once
+/// sealed, bit 1 while a typed handle ([`crate::Page`] or [`crate::Code`]) owns the page,
+/// bit 2 while one thread is sealing or freeing the page outside the registry lock
+/// (nobody else may act on it then; see `crate::page`).
 /// The mapped length is the requested length rounded up to whole pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Slot {
@@ -56,14 +58,16 @@ pub(crate) struct Slot {
 
 const SEALED: u64 = 1;
 const HELD: u64 = 2;
+const BUSY: u64 = 4;
+const FLAG_BITS: u32 = 3;
 
 impl Slot {
     pub(crate) const fn writable(len: usize) -> Slot {
-        Slot { meta: (len as u64) << 2, hash: 0 }
+        Slot { meta: (len as u64) << FLAG_BITS, hash: 0 }
     }
 
     pub(crate) const fn len(self) -> usize {
-        (self.meta >> 2) as usize
+        (self.meta >> FLAG_BITS) as usize
     }
 
     pub(crate) const fn mapped_len(self) -> usize {
@@ -81,6 +85,11 @@ impl Slot {
         self.meta & HELD != 0
     }
 
+    /// Whether a thread is sealing or freeing the page right now, outside the lock.
+    pub(crate) const fn busy(self) -> bool {
+        self.meta & BUSY != 0
+    }
+
     /// The seal hash, once sealed.
     pub(crate) const fn hash(self) -> Option<u64> {
         match self.state() {
@@ -89,8 +98,13 @@ impl Slot {
         }
     }
 
+    /// Sealed with `hash`, and no longer busy.
     const fn sealed(self, hash: u64) -> Slot {
-        Slot { meta: self.meta | SEALED, hash }
+        Slot { meta: (self.meta | SEALED) & !BUSY, hash }
+    }
+
+    const fn with_busy(self, busy: bool) -> Slot {
+        Slot { meta: if busy { self.meta | BUSY } else { self.meta & !BUSY }, hash: self.hash }
     }
 
     const fn with_held(self, held: bool) -> Slot {
@@ -253,7 +267,15 @@ impl Registry {
         Ok(())
     }
 
-    /// Marks a registered writable page executable with its seal hash.
+    /// Marks the page at `addr` busy (a seal or free is under way outside the lock) or
+    /// idle again.
+    pub(crate) fn set_busy(&mut self, addr: usize, busy: bool) {
+        if let Some(slot) = self.map.get_mut(&addr) {
+            *slot = slot.with_busy(busy);
+        }
+    }
+
+    /// Marks a registered writable page executable with its seal hash (and idle).
     pub(crate) fn mark_sealed(&mut self, addr: usize, hash: u64) {
         if let Some(slot) = self.map.get_mut(&addr) {
             *slot = slot.sealed(hash);
@@ -320,6 +342,9 @@ mod tests {
         assert_eq!((t.len(), t.state(), t.hash()), (4097, State::Executable, Some(0xdead_beef)));
         assert!(!t.held() && t.with_held(true).held() && !t.with_held(true).with_held(false).held());
         assert_eq!(t.with_held(true).hash(), Some(0xdead_beef));
+        let b = s.with_busy(true);
+        assert!(b.busy() && !b.held() && b.len() == 4097 && !b.with_busy(false).busy());
+        assert!(!b.sealed(1).busy(), "sealing ends the busy period");
         let big = Slot::writable(1 << 57);
         assert_eq!(big.len(), 1 << 57);
         assert_eq!(core::mem::size_of::<(usize, Slot)>(), 24);

@@ -283,3 +283,9 @@ pub fn abort() -> ! {
     let _ = tgkill(pid, tid, SIGABRT);
     exit_group(128 + SIGABRT)
 }
+
+/// Gives up the CPU to another runnable thread (`sched_yield`). Cannot fail on Linux.
+pub fn sched_yield() {
+    // SAFETY: sched_yield takes no arguments and touches no memory.
+    let _ = unsafe { syscalls::syscall0(Sysno::sched_yield) };
+}

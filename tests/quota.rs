@@ -177,3 +177,36 @@ fn huge_sizes_are_refused_by_the_quota_before_any_mapping() {
     );
     assert_eq!(core_stats(wildx::stats()), core_stats(before));
 }
+
+#[test]
+fn a_page_unmapped_behind_wildxs_back_does_not_wedge_a_later_alloc_at_its_address() {
+    let _x = exclusive();
+    let base = wildx::stats();
+    let p = raw::alloc(64);
+    assert!(!p.is_null());
+    // Misuse under test: unmap a wildx page with libc, leaving a stale registry entry.
+    // SAFETY: p starts a 4096-byte mapping this test owns and never touches again.
+    assert_eq!(unsafe { libc::munmap(p.cast(), 4096) }, 0);
+    // The kernel hands the hole out again (top-down, the next 4 KiB mmap lands there);
+    // the alloc that gets it must replace the stale entry, not wait for it forever.
+    let mut pages = Vec::new();
+    let reused = loop {
+        let q = raw::alloc(100);
+        assert!(!q.is_null());
+        pages.push(q);
+        if q == p {
+            break true;
+        }
+        if pages.len() == 64 {
+            break false;
+        }
+    };
+    assert!(reused, "the kernel never handed the address out again: {p:p} vs {pages:?}");
+    let info = wildx::inspect(p).unwrap();
+    assert_eq!((info.len, info.state), (100, wildx::State::Writable), "a fresh entry, not the stale one");
+    for q in pages {
+        assert_eq!(raw::free(q), 0);
+    }
+    // The stale entry's bytes left the accounting with it.
+    assert_eq!(wildx::stats().live_bytes, base.live_bytes);
+}
