@@ -8,8 +8,8 @@
 //! much as hashing a 64-byte page and kept two threads at ~1.1x the throughput of one.
 //! Here each reader increments a counter in one of [`SHARDS`] cache-line-padded slots
 //! chosen from its stack address (threads' stacks are megabytes apart), so readers on
-//! different threads touch different lines. Writers (alloc, seal, free: each a syscall
-//! anyway) are serialised by a `spin::Mutex`, raise a flag, and wait for every slot to
+//! different threads touch different lines. Writers (alloc, seal and free, each for a few
+//! table updates; their syscalls run outside the lock) are serialised by a `spin::Mutex`, raise a flag, and wait for every slot to
 //! drain; readers that see the flag back off, so writers are not starved.
 //!
 //! This module needs `unsafe` to hand out references into the `UnsafeCell` it guards.
