@@ -17,7 +17,6 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use common::{ADD, AddFn, to_fn};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -113,27 +112,13 @@ fn page_cycle(c: &mut Criterion) {
     g.finish();
 }
 
-/// Times `op` once per iteration, with `before` and `after` (allocation and freeing)
-/// left out of the time. Adds the cost of two `Instant::now` calls (tens of ns) to each.
-fn time_each<S>(iters: u64, before: impl Fn() -> S, op: impl Fn(&S), after: impl Fn(S)) -> Duration {
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        let s = before();
-        let start = Instant::now();
-        op(&s);
-        total += start.elapsed();
-        after(s);
-    }
-    total
-}
-
 fn seal_by_size(c: &mut Criterion) {
     let mut g = c.benchmark_group("seal");
     for size in [64usize, 4096, 65536] {
         let mapped = size.next_multiple_of(4096);
         g.bench_with_input(BenchmarkId::new("wildx_raw", size), &size, |b, &size| {
             b.iter_custom(|iters| {
-                time_each(
+                common::time_each(
                     iters,
                     || {
                         let p = wildx::raw::alloc(size);
@@ -147,7 +132,7 @@ fn seal_by_size(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("floor_libc_mprotect", size), &size, |b, _| {
             b.iter_custom(|iters| {
-                time_each(
+                common::time_each(
                     iters,
                     || {
                         let p = common::libc_map(mapped);

@@ -81,20 +81,6 @@ fn free_page(p: *mut u8) {
     assert_eq!(wildx::raw::free(p), 0);
 }
 
-/// Times `op` alone, once per iteration; `before`/`after` run untimed. Each sample also
-/// carries two `Instant::now` calls (tens of ns), the same at every live count.
-fn time_each<S>(iters: u64, before: impl Fn() -> S, op: impl Fn(&S), after: impl Fn(S)) -> Duration {
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        let s = before();
-        let start = Instant::now();
-        op(&s);
-        total += start.elapsed();
-        after(s);
-    }
-    total
-}
-
 fn registry_scale(c: &mut Criterion) {
     wildx::set_quota(2 << 30);
     println!("registry_scale: vm.max_map_count = {}", {
@@ -127,17 +113,19 @@ fn registry_scale(c: &mut Criterion) {
             })
         });
         g.bench_function(BenchmarkId::new("seal", n), |b| {
-            b.iter_custom(|iters| time_each(iters, writable_page, |&p| assert_eq!(wildx::raw::seal(p), 0), free_page))
+            b.iter_custom(|iters| {
+                common::time_each(iters, writable_page, |&p| assert_eq!(wildx::raw::seal(p), 0), free_page)
+            })
         });
         g.bench_function(BenchmarkId::new("free", n), |b| {
-            b.iter_custom(|iters| time_each(iters, sealed_page, |&p| free_page(p), drop))
+            b.iter_custom(|iters| common::time_each(iters, sealed_page, |&p| free_page(p), drop))
         });
         // The same mprotect and munmap straight through libc, beside the same live pages:
         // what the kernel alone charges for them at this count.
         g.bench_function(BenchmarkId::new("floor_libc_mprotect", n), |b| {
             b.iter_custom(|iters| {
                 // SAFETY: our own fresh mappings, no references into them.
-                time_each(
+                common::time_each(
                     iters,
                     libc_page,
                     |&p| unsafe { common::libc_seal(p, 4096) },
@@ -157,7 +145,7 @@ fn registry_scale(c: &mut Criterion) {
                     p
                 };
                 // SAFETY: our own mapping, not used again.
-                time_each(iters, sealed, |&p| unsafe { common::libc_unmap(p, 4096) }, drop)
+                common::time_each(iters, sealed, |&p| unsafe { common::libc_unmap(p, 4096) }, drop)
             })
         });
         let p = sealed_page();

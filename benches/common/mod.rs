@@ -130,3 +130,18 @@ pub fn parallel<S>(
     let last = spans.iter().map(|s| s.1).max().expect("at least one thread");
     last - first
 }
+
+/// Times `op` once per iteration, with `before` and `after` (allocation and freeing)
+/// left out of the time. Each sample also carries two `Instant::now` calls (tens of ns),
+/// the same for every variant compared, so they cancel in differences.
+pub fn time_each<S>(iters: u64, before: impl Fn() -> S, op: impl Fn(&S), after: impl Fn(S)) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let s = before();
+        let start = Instant::now();
+        op(&s);
+        total += start.elapsed();
+        after(s);
+    }
+    total
+}

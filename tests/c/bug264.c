@@ -4,18 +4,6 @@
  * page and returns NULL instead of sealing and returning the freed page. */
 #include "check.h"
 
-static void *compile_add_i32(void) {
-    void *page = wildx_alloc(64);
-    if (page == NULL) {
-        return NULL;
-    }
-    if (npk_jit_install_add_i32(page) != 0 || wildx_seal(page) != 0) {
-        wildx_free(page);
-        return NULL;
-    }
-    return page;
-}
-
 int main(void) {
 #if !defined(__x86_64__)
     return 77; /* the seed's SKIP_RETURN_CODE */

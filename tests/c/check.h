@@ -19,6 +19,20 @@
         }                                                                              \
     } while (0)
 
+/* The seed's Jit.compile_add_i32() over the C ABI: alloc 64, install, seal; on a failed
+ * install or seal, free the page and return NULL (the seed returned the freed page). */
+static inline void *compile_add_i32(void) {
+    void *page = wildx_alloc(64);
+    if (page == NULL) {
+        return NULL;
+    }
+    if (npk_jit_install_add_i32(page) != 0 || wildx_seal(page) != 0) {
+        wildx_free(page);
+        return NULL;
+    }
+    return page;
+}
+
 /* The permissions column of the /proc/self/maps line that contains `addr`, e.g.
  * "rw-p", copied into out[5]; "" if no mapping contains it. */
 static inline void maps_perms(const void *addr, char out[5]) {

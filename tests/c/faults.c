@@ -17,18 +17,6 @@
 
 #include "check.h"
 
-static void *compile_add_i32(void) {
-    void *page = wildx_alloc(64);
-    if (page == NULL) {
-        return NULL;
-    }
-    if (npk_jit_install_add_i32(page) != 0 || wildx_seal(page) != 0) {
-        wildx_free(page);
-        return NULL;
-    }
-    return page;
-}
-
 /* Writes one byte through /proc/self/mem, which ignores page protections. */
 static int poke(void *addr, unsigned char byte) {
     int fd = open("/proc/self/mem", O_RDWR);

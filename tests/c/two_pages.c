@@ -2,18 +2,6 @@
  * call both, free them in the opposite order, exit 0 only if everything held. */
 #include "check.h"
 
-static void *compile_add_i32(void) {
-    void *page = wildx_alloc(64);
-    if (page == NULL) {
-        return NULL;
-    }
-    if (npk_jit_install_add_i32(page) != 0 || wildx_seal(page) != 0) {
-        wildx_free(page);
-        return NULL;
-    }
-    return page;
-}
-
 int main(void) {
     struct wildx_stats before, during, after;
     wildx_stats(&before);
