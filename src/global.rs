@@ -98,13 +98,51 @@ unsafe impl GlobalAlloc for MmapAlloc {
         // SAFETY: `new_layout` has the caller's (valid) alignment and a non-zero size.
         let new = unsafe { self.alloc(new_layout) };
         if !new.is_null() {
-            // SAFETY: both blocks are live, distinct mappings at least
-            // min(old, new) bytes long; the old one is freed right after and not reused.
-            unsafe {
-                ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                self.dealloc(ptr, layout);
-            }
+            // SAFETY: both blocks are live, distinct mappings, each at least
+            // min(old, new) bytes long.
+            unsafe { ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+            // SAFETY: `ptr` came from `alloc` with `layout` (GlobalAlloc's contract for
+            // realloc) and the caller uses `new` from here on.
+            unsafe { self.dealloc(ptr, layout) };
         }
         new
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    #[test]
+    fn blocks_are_zeroed_page_aligned_and_reallocate_keeping_their_bytes() {
+        let a = MmapAlloc;
+        let layout = Layout::from_size_align(100, 8).unwrap();
+        // SAFETY: a valid non-zero layout; every block is freed below with its layout.
+        unsafe {
+            let p = a.alloc_zeroed(layout);
+            assert!(!p.is_null() && p as usize % PAGE_SIZE == 0);
+            assert!(core::slice::from_raw_parts(p, PAGE_SIZE).iter().all(|&b| b == 0));
+            p.write_bytes(0x5a, 100);
+            // Same page count: the block is reused as is.
+            let same = a.realloc(p, layout, 4000);
+            assert_eq!(same, p);
+            // More pages: a new block holding the old bytes.
+            let grown = a.realloc(same, Layout::from_size_align(4000, 8).unwrap(), 10_000);
+            assert!(!grown.is_null() && grown != p);
+            assert!(core::slice::from_raw_parts(grown, 100).iter().all(|&b| b == 0x5a));
+            grown.add(9_999).write(1);
+            a.dealloc(grown, Layout::from_size_align(10_000, 8).unwrap());
+        }
+    }
+
+    #[test]
+    fn alignments_above_a_page_and_overflowing_sizes_are_refused() {
+        let a = MmapAlloc;
+        // SAFETY: valid layouts; a null result allocates nothing to free.
+        unsafe {
+            assert!(a.alloc(Layout::from_size_align(64, 2 * PAGE_SIZE).unwrap()).is_null());
+            assert!(a.alloc(Layout::from_size_align(isize::MAX as usize - 100, 1).unwrap()).is_null());
+        }
     }
 }

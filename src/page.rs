@@ -105,12 +105,11 @@ fn refused<T>(result: Result<T, Error>) -> Result<T, Error> {
     result
 }
 
-/// The registry key for `ptr`, or why it cannot be one. Touches no memory.
-fn key(ptr: *const u8) -> Result<usize, Error> {
-    if ptr.is_null() {
-        return Err(Error::Null);
-    }
-    Ok(ptr as usize)
+/// `ptr` as a non-null pointer and as its registry key, or why it cannot be one.
+/// Touches no memory.
+fn key(ptr: *const u8) -> Result<(NonNull<u8>, usize), Error> {
+    let start = NonNull::new(ptr as *mut u8).ok_or(Error::Null)?;
+    Ok((start, ptr as usize))
 }
 
 /// Looks `addr` up, refusing pages a handle owns unless `access` is that handle.
@@ -243,8 +242,7 @@ pub(crate) fn seal(ptr: *const u8, access: Access) -> Result<u64, Error> {
 }
 
 fn seal_inner(ptr: *const u8, access: Access) -> Result<u64, Error> {
-    let addr = key(ptr)?;
-    let start = NonNull::new(ptr as *mut u8).ok_or(Error::Null)?;
+    let (start, addr) = key(ptr)?;
     let slot = with_idle_page(addr, access, |reg, slot| {
         expect_state(slot, State::Writable)?;
         reg.set_busy(addr, true);
@@ -286,8 +284,7 @@ pub(crate) fn free(ptr: *const u8, access: Access) -> Result<(), Error> {
 }
 
 fn free_inner(ptr: *const u8, access: Access) -> Result<(), Error> {
-    let addr = key(ptr)?;
-    let start = NonNull::new(ptr as *mut u8).ok_or(Error::Null)?;
+    let (start, addr) = key(ptr)?;
     let slot = with_idle_page(addr, access, |reg, slot| {
         reg.set_busy(addr, true);
         Ok(slot)
@@ -317,7 +314,7 @@ pub(crate) fn write(ptr: *mut u8, offset: usize, bytes: &[u8], access: Access) -
 }
 
 fn write_inner(ptr: *mut u8, offset: usize, bytes: &[u8], access: Access) -> Result<(), Error> {
-    let addr = key(ptr)?;
+    let (_, addr) = key(ptr)?;
     // A read lock on an idle page suffices: seal and free must take the write lock to
     // mark it busy, so the page stays mapped and WRITABLE while we copy.
     with_idle_page_read(addr, access, |slot| {
@@ -351,10 +348,10 @@ pub(crate) fn state(ptr: *const u8) -> Option<State> {
 /// ```
 #[must_use]
 pub fn inspect(ptr: *const u8) -> Option<PageInfo> {
-    let addr = key(ptr).ok()?;
+    let (start, addr) = key(ptr).ok()?;
     let slot = REGISTRY.read().get(addr)?;
     Some(PageInfo {
-        start: NonNull::new(ptr as *mut u8)?,
+        start,
         len: slot.len(),
         mapped_len: slot.mapped_len(),
         state: slot.state(),
@@ -366,7 +363,7 @@ pub fn inspect(ptr: *const u8) -> Option<PageInfo> {
 /// Re-hashes a sealed page's requested bytes and compares with the hash recorded at
 /// seal. Returns the page's length on a match. Syscalls: none.
 pub(crate) fn verify(ptr: *const u8) -> Result<usize, Error> {
-    let addr = key(ptr)?;
+    let (_, addr) = key(ptr)?;
     // The read lock on an idle page keeps it mapped (free must take the write lock to
     // mark it busy) while we hash, and lets any number of verifying threads in at once.
     // A busy page is waited for: a seal in progress ends WRITABLE or EXECUTABLE, a free
@@ -392,7 +389,7 @@ pub(crate) fn set_held(ptr: *const u8, expected: State, held: bool) -> Result<Sl
 }
 
 fn set_held_inner(ptr: *const u8, expected: State, held: bool) -> Result<Slot, Error> {
-    let addr = key(ptr)?;
+    let (_, addr) = key(ptr)?;
     // Taking ownership needs a page nobody holds; giving it back is done by its holder.
     let access = if held { Access::Raw } else { Access::Handle };
     with_idle_page(addr, access, |reg, slot| {

@@ -20,7 +20,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use allocator_api2::alloc::{AllocError, Allocator};
-use hashbrown::HashMap;
+use hashbrown::{HashMap, TryReserveError};
 
 use crate::global::MmapAlloc;
 use crate::lock::{ReaderSlots, ShardedRwLock};
@@ -226,12 +226,6 @@ pub(crate) fn count(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Why [`Registry::insert`] failed.
-pub(crate) enum InsertError {
-    /// The table could not grow (its `mmap` failed).
-    Storage,
-}
-
 impl Registry {
     pub(crate) fn get(&self, addr: usize) -> Option<Slot> {
         self.map.get(&addr).copied()
@@ -255,10 +249,11 @@ impl Registry {
         self.reserved_bytes -= mapped;
     }
 
-    /// Registers a fresh writable mapping at `addr` under its reservation. On failure the
-    /// reservation is still held and nothing is registered.
-    pub(crate) fn insert(&mut self, addr: usize, len: usize, held: bool) -> Result<(), InsertError> {
-        self.map.try_reserve(1).map_err(|_| InsertError::Storage)?;
+    /// Registers a fresh writable mapping at `addr` under its reservation. Fails only if
+    /// the table must grow and its `mmap` fails; then the reservation is still held and
+    /// nothing is registered.
+    pub(crate) fn insert(&mut self, addr: usize, len: usize, held: bool) -> Result<(), TryReserveError> {
+        self.map.try_reserve(1)?;
         let slot = Slot::writable(len).with_held(held);
         self.map.insert(addr, slot);
         self.reserved_bytes -= slot.mapped_len();
