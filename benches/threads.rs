@@ -25,7 +25,8 @@ mod common;
 use std::hint::black_box;
 
 use common::{ADD, to_fn};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const THREADS: [usize; 2] = [1, 2];
 
@@ -113,25 +114,26 @@ fn verify_query(p: *mut u8) -> i32 {
     wildx::raw::verify(black_box(p))
 }
 
-fn call_direct(c: &mut Criterion) {
-    let mut g = c.benchmark_group("threads_call_direct");
+/// One benchmark per thread count, named `id`: each thread calls `f` on its own sealed
+/// add page of `len` bytes.
+fn per_thread_count(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, len: usize, f: fn(*mut u8) -> i32) {
     for t in THREADS {
         g.throughput(Throughput::Elements(t as u64));
-        g.bench_with_input(BenchmarkId::new("fn_ptr_64", t), &t, |b, &t| {
-            b.iter_custom(|iters| calls_on_threads(t, iters, 64, direct_call))
+        g.bench_with_input(BenchmarkId::new(id, t), &t, |b, &t| {
+            b.iter_custom(|iters| calls_on_threads(t, iters, len, f))
         });
     }
+}
+
+fn call_direct(c: &mut Criterion) {
+    let mut g = c.benchmark_group("threads_call_direct");
+    per_thread_count(&mut g, "fn_ptr_64", 64, direct_call);
     g.finish();
 }
 
 fn verify(c: &mut Criterion) {
     let mut g = c.benchmark_group("threads_verify");
-    for t in THREADS {
-        g.throughput(Throughput::Elements(t as u64));
-        g.bench_with_input(BenchmarkId::new("raw_verify_64", t), &t, |b, &t| {
-            b.iter_custom(|iters| calls_on_threads(t, iters, 64, verify_query))
-        });
-    }
+    per_thread_count(&mut g, "raw_verify_64", 64, verify_query);
     g.finish();
 }
 
@@ -143,12 +145,7 @@ fn verified_call(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("threads_verified_call");
     for len in [64usize, 4096] {
-        for t in THREADS {
-            g.throughput(Throughput::Elements(t as u64));
-            g.bench_with_input(BenchmarkId::new(format!("jit_call_i32_i32_{len}"), t), &t, |b, &t| {
-                b.iter_custom(|iters| calls_on_threads(t, iters, len, jit_call))
-            });
-        }
+        per_thread_count(&mut g, &format!("jit_call_i32_i32_{len}"), len, jit_call);
     }
     g.finish();
 }
