@@ -117,32 +117,36 @@ mod tests {
     #[test]
     fn blocks_are_zeroed_page_aligned_and_reallocate_keeping_their_bytes() {
         let a = MmapAlloc;
-        let layout = Layout::from_size_align(100, 8).unwrap();
-        // SAFETY: a valid non-zero layout; every block is freed below with its layout.
-        unsafe {
-            let p = a.alloc_zeroed(layout);
-            assert!(!p.is_null() && p as usize % PAGE_SIZE == 0);
-            assert!(core::slice::from_raw_parts(p, PAGE_SIZE).iter().all(|&b| b == 0));
-            p.write_bytes(0x5a, 100);
-            // Same page count: the block is reused as is.
-            let same = a.realloc(p, layout, 4000);
-            assert_eq!(same, p);
-            // More pages: a new block holding the old bytes.
-            let grown = a.realloc(same, Layout::from_size_align(4000, 8).unwrap(), 10_000);
-            assert!(!grown.is_null() && grown != p);
-            assert!(core::slice::from_raw_parts(grown, 100).iter().all(|&b| b == 0x5a));
-            grown.add(9_999).write(1);
-            a.dealloc(grown, Layout::from_size_align(10_000, 8).unwrap());
-        }
+        let small = Layout::from_size_align(100, 8).unwrap();
+        // SAFETY: a valid non-zero layout; the block is freed below.
+        let p = unsafe { a.alloc_zeroed(small) };
+        assert!(!p.is_null() && p as usize % PAGE_SIZE == 0);
+        // SAFETY: `p` is a live block of one whole page.
+        let block = unsafe { core::slice::from_raw_parts_mut(p, PAGE_SIZE) };
+        assert!(block.iter().all(|&b| b == 0));
+        block[..100].fill(0x5a);
+        // SAFETY: `p` came from `alloc_zeroed` with `small`; 4000 bytes is non-zero.
+        let same = unsafe { a.realloc(p, small, 4000) };
+        assert_eq!(same, p, "same page count: the block is reused as is");
+        // SAFETY: `same` is the live block, now of 4000 bytes.
+        let grown = unsafe { a.realloc(same, Layout::from_size_align(4000, 8).unwrap(), 10_000) };
+        assert!(!grown.is_null() && grown != p, "more pages: a new block");
+        // SAFETY: `grown` is a live block of at least 10 000 bytes; `p` is freed.
+        let grown_bytes = unsafe { core::slice::from_raw_parts_mut(grown, 10_000) };
+        assert!(grown_bytes[..100].iter().all(|&b| b == 0x5a), "realloc kept the bytes");
+        grown_bytes[9_999] = 1;
+        // SAFETY: `grown` came from `realloc` with size 10 000 and is not used again.
+        unsafe { a.dealloc(grown, Layout::from_size_align(10_000, 8).unwrap()) };
     }
 
     #[test]
     fn alignments_above_a_page_and_overflowing_sizes_are_refused() {
         let a = MmapAlloc;
-        // SAFETY: valid layouts; a null result allocates nothing to free.
-        unsafe {
-            assert!(a.alloc(Layout::from_size_align(64, 2 * PAGE_SIZE).unwrap()).is_null());
-            assert!(a.alloc(Layout::from_size_align(isize::MAX as usize - 100, 1).unwrap()).is_null());
-        }
+        // SAFETY: a valid layout; a null result allocates nothing to free.
+        let aligned = unsafe { a.alloc(Layout::from_size_align(64, 2 * PAGE_SIZE).unwrap()) };
+        assert!(aligned.is_null());
+        // SAFETY: as above.
+        let huge = unsafe { a.alloc(Layout::from_size_align(isize::MAX as usize - 100, 1).unwrap()) };
+        assert!(huge.is_null());
     }
 }
