@@ -129,3 +129,106 @@ pub unsafe extern "C" fn wildx_stats(out: *mut WildxStats) {
     // one `WildxStats`; `write` does not read or drop the old contents.
     unsafe { out.write(stats) };
 }
+
+/// `struct wildx_arena`: an opaque arena handle from [`wildx_arena_new`]. Every
+/// `wildx_arena_*` function checks the handle against the registry before using it, so a
+/// freed, null or foreign handle is refused (NULL, 0 or -1), never dereferenced.
+#[repr(C)]
+pub struct WildxArena {
+    _opaque: [u8; 0],
+}
+
+/// Runs `f` on the arena behind a C handle, if it is a live one.
+fn with_arena<T>(arena: *const WildxArena, f: impl FnOnce(&crate::Arena) -> T) -> Option<T> {
+    crate::arena::with_handle(arena.cast(), |shared| {
+        // The handle is registered and referenced for the duration (with_handle); a
+        // borrowed `Arena` over it must never be dropped, hence ManuallyDrop.
+        let arena = core::mem::ManuallyDrop::new(crate::Arena::from_shared(shared));
+        f(&arena)
+    })
+}
+
+/// `wildx_arena *wildx_arena_new(size_t capacity)`: [`crate::Arena::new`]. Reserves
+/// `capacity` bytes of address space; NULL for 0, `SIZE_MAX`, or a refused reservation.
+#[unsafe(no_mangle)]
+pub extern "C" fn wildx_arena_new(capacity: usize) -> *mut WildxArena {
+    match crate::Arena::new(capacity) {
+        Ok(arena) => arena.into_shared().cast(),
+        Err(_) => core::ptr::null_mut(),
+    }
+}
+
+/// `uintptr_t wildx_arena_next_addr(const wildx_arena *arena)`: where the next push
+/// lands (16-byte aligned); 0 for a handle that is not a live arena.
+#[unsafe(no_mangle)]
+pub extern "C" fn wildx_arena_next_addr(arena: *const WildxArena) -> usize {
+    with_arena(arena, |a| a.next_addr()).unwrap_or(0)
+}
+
+/// `void *wildx_arena_push(wildx_arena *arena, const void *code, size_t len)`: copies a
+/// function in at `wildx_arena_next_addr`; returns its address, or NULL (bad handle, null
+/// `code`, zero length, no room, quota) with nothing changed. Callable after the next
+/// `wildx_arena_publish`.
+///
+/// # Safety
+/// `code` must be null or point to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wildx_arena_push(arena: *mut WildxArena, code: *const u8, len: usize) -> *mut u8 {
+    if code.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: non-null, and readable for `len` bytes by the caller's contract.
+    let bytes = unsafe { core::slice::from_raw_parts(code, len) };
+    with_arena(arena, |a| a.push(bytes).and_then(|id| a.addr(id)))
+        .and_then(Result::ok)
+        .map_or(core::ptr::null_mut(), |addr| addr as *mut u8)
+}
+
+/// `void *wildx_arena_import(wildx_arena *arena, const void *target)`: stores `target` in
+/// an 8-byte slot inside the arena (read-only from the next publish) and returns the
+/// slot's address for `call [rip + disp32]`; NULL on a bad handle or no room.
+#[unsafe(no_mangle)]
+pub extern "C" fn wildx_arena_import(arena: *mut WildxArena, target: *const u8) -> *mut u8 {
+    with_arena(arena, |a| a.import(target as usize))
+        .and_then(Result::ok)
+        .map_or(core::ptr::null_mut(), |addr| addr as *mut u8)
+}
+
+/// `int32_t wildx_arena_publish(wildx_arena *arena)`: hashes and seals everything pushed
+/// since the last publish (one mprotect). 0, or -1 (bad handle, mprotect refused: the
+/// functions stay pending).
+#[unsafe(no_mangle)]
+pub extern "C" fn wildx_arena_publish(arena: *mut WildxArena) -> i32 {
+    match with_arena(arena, |a| a.publish()) {
+        Some(Ok(())) => 0,
+        _ => -1,
+    }
+}
+
+/// `int32_t wildx_arena_retire(wildx_arena *arena, const void *fn)`: retires the published
+/// function starting at `fn`; pages left holding only retired functions go back to the
+/// kernel. 0, or -1 with nothing changed (bad handle, not a function start, not
+/// published, already retired).
+#[unsafe(no_mangle)]
+pub extern "C" fn wildx_arena_retire(arena: *mut WildxArena, function: *const u8) -> i32 {
+    match with_arena(arena, |a| a.id_at(function as usize).and_then(|id| a.retire(id))) {
+        Some(Ok(())) => 0,
+        _ => -1,
+    }
+}
+
+/// `int32_t wildx_arena_free(wildx_arena *arena)`: unmaps the arena and everything in it.
+/// 0, or -1 touching nothing for a handle that is not a live arena (freed twice, null,
+/// foreign).
+///
+/// # Safety
+/// No thread may be running code of the arena, or use its function pointers afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn wildx_arena_free(arena: *mut WildxArena) -> i32 {
+    let Some(shared) = core::ptr::NonNull::new(arena.cast::<crate::arena::Shared>()) else {
+        return -1;
+    };
+    // SAFETY: if registered, the handle was made by wildx_arena_new and the caller
+    // guarantees nothing uses it after this call; if not, nothing is touched.
+    if unsafe { crate::arena::Shared::unregister_and_destroy(shared) } { 0 } else { -1 }
+}

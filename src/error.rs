@@ -60,6 +60,26 @@ pub enum Error {
     RegistryStorage,
     /// The kernel refused a syscall (`mmap`, `mprotect` or `munmap`) with this errno.
     Os(Errno),
+    /// The arena has no room left for what was pushed or imported.
+    ArenaFull {
+        /// Bytes the push or import needed from the arena's next free byte (alignment
+        /// included).
+        needed: usize,
+        /// Bytes left before the end of the arena's reservation.
+        available: usize,
+    },
+    /// The function id belongs to another arena.
+    ForeignFn,
+    /// The function was retired: it can no longer be entered or verified.
+    Retired,
+    /// The function still has live [`crate::Entry`] handles; drop them before retiring it.
+    EntryAlive {
+        /// How many entries are alive.
+        entries: u32,
+    },
+    /// The call was made from inside a `push_with` closure on the same arena, which holds
+    /// the arena while it runs; going on would deadlock.
+    Reentrant,
 }
 
 impl fmt::Display for Error {
@@ -87,6 +107,13 @@ impl fmt::Display for Error {
                  a hardened kernel) forbids executable memory or this memory operation"
             ),
             Error::Os(errno) => write!(f, "the kernel refused: {errno}"),
+            Error::ArenaFull { needed, available } => {
+                write!(f, "arena full: {needed} bytes needed, {available} left")
+            }
+            Error::ForeignFn => f.write_str("function id belongs to another arena"),
+            Error::Retired => f.write_str("function is retired"),
+            Error::EntryAlive { entries } => write!(f, "function has {entries} live entries"),
+            Error::Reentrant => f.write_str("arena used from inside its own push_with closure"),
         }
     }
 }

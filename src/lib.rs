@@ -12,6 +12,7 @@ pub mod sys;
 #[cfg(feature = "capi")]
 pub mod capi;
 
+pub mod arena;
 mod error;
 mod global;
 mod hash;
@@ -22,6 +23,7 @@ pub mod raw;
 mod registry;
 mod typed;
 
+pub use arena::{Arena, Entry, FnId};
 pub use error::Error;
 pub use global::MmapAlloc;
 pub use hash::fnv1a64;

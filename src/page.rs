@@ -87,6 +87,12 @@ pub struct Stats {
     pub registry_bytes: usize,
     /// Entries the registry's table can hold before it must grow.
     pub registry_capacity: usize,
+    /// Live [`crate::Arena`]s.
+    pub arenas: usize,
+    /// Functions pushed into live arenas and not retired (pending ones included).
+    pub arena_functions: usize,
+    /// Accessible bytes of all arenas (part of `live_bytes`; reservations not counted).
+    pub arena_bytes: usize,
 }
 
 /// Counts the outcome of an operation: `counter` on success, a refusal on failure.
@@ -114,7 +120,10 @@ fn key(ptr: *const u8) -> Result<(NonNull<u8>, usize), Error> {
 
 /// Looks `addr` up, refusing pages a handle owns unless `access` is that handle.
 fn lookup(reg: &registry::Registry, addr: usize, access: Access) -> Result<Slot, Error> {
-    let slot = reg.get(addr).ok_or(Error::NotRegistered)?;
+    let Some(slot) = reg.get(addr) else {
+        // Inside an arena: its functions belong to the arena, not to the raw surface.
+        return Err(if reg.arena_containing(addr).is_some() { Error::HeldByHandle } else { Error::NotRegistered });
+    };
     if access == Access::Raw && slot.held() {
         return Err(Error::HeldByHandle);
     }
@@ -349,7 +358,9 @@ pub(crate) fn state(ptr: *const u8) -> Option<State> {
 #[must_use]
 pub fn inspect(ptr: *const u8) -> Option<PageInfo> {
     let (start, addr) = key(ptr).ok()?;
-    let slot = REGISTRY.read().get(addr)?;
+    let Some(slot) = REGISTRY.read().get(addr) else {
+        return crate::arena::inspect(addr).flatten();
+    };
     Some(PageInfo {
         start,
         len: slot.len(),
@@ -364,6 +375,9 @@ pub fn inspect(ptr: *const u8) -> Option<PageInfo> {
 /// seal. Returns the page's length on a match. Syscalls: none.
 pub(crate) fn verify(ptr: *const u8) -> Result<usize, Error> {
     let (_, addr) = key(ptr)?;
+    if let Some(verdict) = crate::arena::verify(addr) {
+        return verdict;
+    }
     // The read lock on an idle page keeps it mapped (free must take the write lock to
     // mark it busy) while we hash, and lets any number of verifying threads in at once.
     // A busy page is waited for: a seal in progress ends WRITABLE or EXECUTABLE, a free
@@ -406,21 +420,20 @@ fn set_held_inner(ptr: *const u8, expected: State, held: bool) -> Result<Slot, E
 #[inline]
 pub(crate) fn verify_before_call(ptr: *const u8) {
     if let Err(error) = verify(ptr) {
-        call_refused(ptr, error)
+        call_refused(ptr, inspect(ptr).map_or(0, |info| info.len), error)
     }
 }
 
 #[cfg(feature = "verify-on-call")]
 #[cold]
 #[inline(never)]
-fn call_refused(ptr: *const u8, error: Error) -> ! {
+pub(crate) fn call_refused(ptr: *const u8, len: usize, error: Error) -> ! {
     use core::fmt::Write as _;
     let mut line = LineBuf { buf: [0; 192], len: 0 };
-    let len = inspect(ptr).map_or(0, |info| info.len);
     let _ = match error {
         Error::IntegrityMismatch { sealed, now } => writeln!(
             line,
-            "wildx: integrity check failed for page {ptr:p}: sealed {sealed:#018x}, now {now:#018x} ({len} bytes)"
+            "wildx: integrity check failed for code at {ptr:p}: sealed {sealed:#018x}, now {now:#018x} ({len} bytes)"
         ),
         Error::WrongState { found, .. } => {
             writeln!(line, "wildx: refusing call into page {ptr:p}: page is {found:?}, not sealed")
@@ -472,6 +485,9 @@ pub fn stats() -> Stats {
         refusals: REFUSALS.load(Relaxed),
         registry_bytes: registry::storage_bytes(),
         registry_capacity: reg.capacity(),
+        arenas: reg.arena_count(),
+        arena_functions: crate::arena::live_functions(),
+        arena_bytes: reg.arena_bytes(),
     }
 }
 

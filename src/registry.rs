@@ -190,6 +190,23 @@ unsafe impl Allocator for Storage {
 
 type Map = HashMap<usize, Slot, AddrHashBuilder, Storage>;
 
+/// One registered arena: its reservation `[start, end)` and where its shared state lives.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ArenaSpan {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) shared: NonNull<crate::arena::Shared>,
+}
+
+// SAFETY: `shared` points to an arena's state, which lives in its own mapping until the
+// arena is unregistered and no lookup holds a reference (see `crate::arena`); the state is
+// itself `Sync` (its mutable parts sit behind a lock and atomics).
+unsafe impl Send for ArenaSpan {}
+// SAFETY: as for Send; the span is plain data otherwise.
+unsafe impl Sync for ArenaSpan {}
+
+type Arenas = allocator_api2::vec::Vec<ArenaSpan, Storage>;
+
 /// The registry's state, guarded by [`REGISTRY`].
 pub(crate) struct Registry {
     map: Map,
@@ -197,6 +214,10 @@ pub(crate) struct Registry {
     reserved_bytes: usize,
     peak_bytes: usize,
     quota: usize,
+    /// Live arenas, sorted by `start` (reservations never overlap).
+    arenas: Arenas,
+    /// Accessible arena bytes (part of `live_bytes`).
+    arena_bytes: usize,
 }
 
 /// The registry lock's reader counters (all zero: `.bss`).
@@ -210,6 +231,8 @@ pub(crate) static REGISTRY: ShardedRwLock<Registry> = ShardedRwLock::new(
         reserved_bytes: 0,
         peak_bytes: 0,
         quota: DEFAULT_QUOTA,
+        arenas: Arenas::new_in(Storage),
+        arena_bytes: 0,
     },
     &REGISTRY_READERS,
 );
@@ -289,6 +312,61 @@ impl Registry {
         if let Some(slot) = self.map.remove(&addr) {
             self.live_bytes -= slot.mapped_len();
         }
+    }
+
+    /// Registers an arena. Fails only if the list must grow and its `mmap` fails.
+    pub(crate) fn add_arena(&mut self, span: ArenaSpan) -> Result<(), allocator_api2::collections::TryReserveError> {
+        self.arenas.try_reserve(1)?;
+        let at = self.arenas.partition_point(|a| a.start < span.start);
+        self.arenas.insert(at, span);
+        Ok(())
+    }
+
+    /// Forgets the arena whose state is `shared`; returns whether it was registered.
+    pub(crate) fn remove_arena(&mut self, shared: NonNull<crate::arena::Shared>) -> bool {
+        match self.arenas.iter().position(|a| a.shared == shared) {
+            Some(at) => {
+                self.arenas.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The arena whose reservation contains `addr`.
+    pub(crate) fn arena_containing(&self, addr: usize) -> Option<ArenaSpan> {
+        let at = self.arenas.partition_point(|a| a.start <= addr);
+        let span = *self.arenas.get(at.checked_sub(1)?)?;
+        (addr < span.end).then_some(span)
+    }
+
+    /// Whether `shared` is a registered arena's state (a C handle check).
+    #[cfg(feature = "capi")]
+    pub(crate) fn arena_registered(&self, shared: NonNull<crate::arena::Shared>) -> bool {
+        self.arenas.iter().any(|a| a.shared == shared)
+    }
+
+    pub(crate) fn arena_count(&self) -> usize {
+        self.arenas.len()
+    }
+
+    /// Moves `bytes` of an arena's reservation (taken with [`Registry::reserve`]) to live:
+    /// its pages became accessible.
+    pub(crate) fn commit_arena_bytes(&mut self, bytes: usize) {
+        self.reserved_bytes -= bytes;
+        self.live_bytes += bytes;
+        self.arena_bytes += bytes;
+        self.peak_bytes = self.peak_bytes.max(self.live_bytes);
+    }
+
+    /// Arena pages that went back to the kernel (or the whole arena on drop).
+    pub(crate) fn release_arena_bytes(&mut self, bytes: usize) {
+        self.live_bytes -= bytes;
+        self.arena_bytes -= bytes;
+    }
+
+    pub(crate) fn arena_bytes(&self) -> usize {
+        self.arena_bytes
     }
 
     pub(crate) fn set_quota(&mut self, bytes: usize) {

@@ -289,3 +289,56 @@ pub fn sched_yield() {
     // SAFETY: sched_yield takes no arguments and touches no memory.
     let _ = unsafe { syscalls::syscall0(Sysno::sched_yield) };
 }
+
+// ---- arena: reservations and releases ----
+
+/// `MAP_NORESERVE`: do not reserve swap for the mapping (an arena's reservation is mostly
+/// never touched).
+pub const MAP_NORESERVE: u32 = 0x4000;
+/// `MADV_DONTNEED`: drop the pages' contents; private anonymous memory reads back zero.
+pub const MADV_DONTNEED: u32 = 4;
+/// `PROT_NONE`: no access at all.
+pub const PROT_NONE: u32 = 0;
+
+/// Reserves `len` bytes of address space, inaccessible (`PROT_NONE`, private, anonymous,
+/// `MAP_NORESERVE`): a range nothing else will be placed in until it is unmapped.
+///
+/// Creating a new mapping where the kernel chooses cannot disturb existing memory, so
+/// this is safe.
+///
+/// # Errors
+/// `EINVAL` for a zero length, `ENOMEM` when the address space or the map count is
+/// exhausted.
+pub fn mmap_reserve(len: usize) -> Result<NonNull<u8>, Errno> {
+    // SAFETY: null hint, no MAP_FIXED: the kernel picks an unused range; nothing is
+    // dereferenced.
+    let ret = unsafe {
+        syscalls::syscall6(
+            Sysno::mmap,
+            0,
+            len,
+            PROT_NONE as usize,
+            (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE) as usize,
+            usize::MAX, // fd -1
+            0,
+        )
+    };
+    let addr = check(ret)?;
+    NonNull::new(addr as *mut u8).ok_or(Errno::ENOMEM)
+}
+
+/// Tells the kernel it may drop the contents of the pages covering `[addr, addr + len)`
+/// (`madvise(MADV_DONTNEED)`): their memory goes back to the system.
+///
+/// # Safety
+/// `addr` must be page-aligned, the range must lie in private anonymous mappings the
+/// caller owns, and nothing may rely on the bytes afterwards (they read back as zero if
+/// the pages are still accessible).
+///
+/// # Errors
+/// `EINVAL` for a misaligned address, `ENOMEM` for an unmapped range.
+pub unsafe fn madvise_dontneed(addr: NonNull<u8>, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller owns the range and gives up its contents (see # Safety).
+    let ret = unsafe { syscalls::syscall3(Sysno::madvise, addr.as_ptr() as usize, len, MADV_DONTNEED as usize) };
+    check(ret).map(drop)
+}

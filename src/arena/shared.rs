@@ -1,0 +1,372 @@
+//! An arena's state and the syscalls that move its pages along: the reservation, the
+//! lock around its [`Table`], and the bridges to the registry (quota, raw lookups).
+//!
+//! Invariants owned here:
+//! - pages change protection only forwards: `PROT_NONE` → R|W (a push needs them) → R|X
+//!   (publish) → `PROT_NONE` and released (every record on them retired); the `mprotect`
+//!   to R|X covers only pages below which nothing will ever be placed again, so no page
+//!   is ever writable and executable, and none is writable again after it was
+//!   executable;
+//! - accessible pages are counted in the registry's `live_bytes` (the quota) and
+//!   `arena_bytes` from the moment they become accessible until they are released;
+//! - lock order: an arena's lock may be held while the registry lock is taken, never the
+//!   other way round. Raw-pointer lookups find the arena under the registry lock, take a
+//!   reference (`refs`), drop the registry lock and only then lock the arena; dropping
+//!   an arena unregisters it first and waits for those references to end before it
+//!   unmaps anything.
+//!
+//! This module needs `unsafe` to build the state in its own mapping, to `mprotect`,
+//! `madvise` and `munmap` the reservation, and to read and write the bytes of records.
+
+#![allow(unsafe_code)]
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use core::slice;
+use core::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+
+use super::table::{Placement, RecState, Table};
+use crate::error::Error;
+use crate::global::MmapAlloc;
+use crate::hash::fnv1a64;
+use crate::registry::{ArenaSpan, REGISTRY};
+use crate::sys::{self, PAGE_SIZE, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE};
+
+/// Arena serial numbers, so that an id from one arena is refused by every other (a
+/// dropped arena's address may be reused by a new one; its serial never is).
+static SERIALS: AtomicU64 = AtomicU64::new(1);
+
+/// Functions pushed into live arenas and not retired, process-wide.
+pub(crate) static LIVE_FNS: AtomicUsize = AtomicUsize::new(0);
+
+/// One arena's state. It lives in a mapping of its own so that its address never
+/// changes: the registry points at it.
+pub(crate) struct Shared {
+    /// Never reused within the process; part of every `FnId`.
+    pub(crate) serial: u64,
+    /// The reservation's start.
+    pub(crate) base: NonNull<u8>,
+    /// The reservation's length (whole pages).
+    pub(crate) capacity: usize,
+    /// Raw-surface lookups that found this arena in the registry and have not finished.
+    refs: AtomicUsize,
+    /// The thread id running a `push_with` closure under the lock, 0 if none.
+    emitter: AtomicI32,
+    table: spin::Mutex<Table>,
+}
+
+// SAFETY: every mutable part is behind `table`'s lock or an atomic; `base` names a
+// reservation this state owns, valid from any thread.
+unsafe impl Sync for Shared {}
+// SAFETY: as for Sync; nothing in it is tied to a thread.
+unsafe impl Send for Shared {}
+
+pub(crate) type Guard<'a> = spin::MutexGuard<'a, Table>;
+
+impl Shared {
+    /// Reserves `capacity` bytes (rounded up to pages) and registers the arena.
+    /// Syscalls: `mmap` (the reservation and the state's own page), `munmap` on failure.
+    pub(crate) fn create(capacity: usize) -> Result<NonNull<Shared>, Error> {
+        if capacity == 0 {
+            return Err(Error::ZeroLength);
+        }
+        let capacity = crate::registry::checked_round_to_pages(capacity).ok_or(Error::LengthOverflow)?;
+        let base = sys::mmap_reserve(capacity).map_err(Error::Os)?;
+        let layout = Layout::new::<Shared>();
+        let Some((state, _)) = MmapAlloc::map(layout) else {
+            // SAFETY: the reservation was made above and nobody else knows it.
+            let _ = unsafe { sys::munmap(base, capacity) };
+            return Err(Error::RegistryStorage);
+        };
+        let shared = state.cast::<Shared>();
+        // Relaxed: a unique number is all that is needed, no ordering.
+        let serial = SERIALS.fetch_add(1, Ordering::Relaxed);
+        let value = Shared {
+            serial,
+            base,
+            capacity,
+            refs: AtomicUsize::new(0),
+            emitter: AtomicI32::new(0),
+            table: spin::Mutex::new(Table::new(capacity)),
+        };
+        // SAFETY: `state` is a fresh page-aligned mapping of at least size_of::<Shared>()
+        // bytes, aligned for it (a page is more than its alignment), owned by nobody else.
+        unsafe { shared.as_ptr().write(value) };
+        let span = ArenaSpan { start: base.as_ptr() as usize, end: base.as_ptr() as usize + capacity, shared };
+        if REGISTRY.write().add_arena(span).is_err() {
+            // SAFETY: never published; the state and the reservation are ours to drop.
+            unsafe { Shared::destroy(shared) };
+            return Err(Error::RegistryStorage);
+        }
+        Ok(shared)
+    }
+
+    /// Unregisters the arena, waits for raw lookups in flight, then unmaps the
+    /// reservation and the state, giving its accessible bytes back to the quota. Returns
+    /// `false`, touching nothing, if `shared` is not a registered arena (a C handle freed
+    /// twice).
+    ///
+    /// # Safety
+    /// If `shared` is registered, nothing may use it afterwards except through the
+    /// registry-checked paths (no `Entry` is alive: they borrow the `Arena`).
+    pub(crate) unsafe fn unregister_and_destroy(shared: NonNull<Shared>) -> bool {
+        if !REGISTRY.write().remove_arena(shared) {
+            return false;
+        }
+        // SAFETY: it was registered, hence live, and only we could unregister it.
+        let this = unsafe { shared.as_ref() };
+        let mut rounds = 0u32;
+        // Acquire: pairs with the Release decrement in `with_arena`, so the lookup's
+        // reads of the arena happen before we unmap it.
+        while this.refs.load(Ordering::Acquire) != 0 {
+            rounds += 1;
+            if rounds < 64 { core::hint::spin_loop() } else { sys::sched_yield() }
+        }
+        // SAFETY: unregistered and unreferenced: we are the last user.
+        unsafe { Shared::destroy(shared) };
+        true
+    }
+
+    /// Unmaps the reservation and the state; counts the accessible bytes out.
+    ///
+    /// # Safety
+    /// As [`Shared::unregister_and_destroy`], and the arena is not in the registry.
+    unsafe fn destroy(shared: NonNull<Shared>) {
+        // SAFETY: the caller guarantees `shared` is live and ours alone.
+        let this = unsafe { shared.as_ref() };
+        let table = this.table.lock();
+        let accessible = accessible_bytes(&table);
+        let live = table.records().iter().filter(|r| !r.is_import() && r.state() != RecState::Retired).count();
+        drop(table);
+        // SAFETY: the reservation is ours; no Entry or lookup uses it any more. A refused
+        // munmap (a seccomp policy, or the map-count limit when splitting) leaves it
+        // mapped but inaccessible to wildx: nothing better can be done in a drop.
+        let unmapped = unsafe { sys::munmap(this.base, this.capacity) };
+        debug_assert!(unmapped.is_ok(), "munmap of an arena reservation refused: {unmapped:?}");
+        REGISTRY.write().release_arena_bytes(accessible);
+        // Relaxed: a statistic.
+        LIVE_FNS.fetch_sub(live, Ordering::Relaxed);
+        // SAFETY: drop the table (its storage unmaps itself), then the state's mapping,
+        // which came from MmapAlloc::map with this layout.
+        unsafe {
+            core::ptr::drop_in_place(shared.as_ptr());
+            let _ = MmapAlloc::unmap(shared.cast(), Layout::new::<Shared>());
+        }
+    }
+
+    /// The table, locked; [`Error::Reentrant`] instead of a deadlock when the calling
+    /// thread is the one inside a `push_with` closure of this arena.
+    pub(crate) fn lock(&self) -> Result<Guard<'_>, Error> {
+        if let Some(guard) = self.table.try_lock() {
+            return Ok(guard);
+        }
+        // Relaxed: the emitter writes its own tid before running the closure on this
+        // same thread when it matters (a re-entrant call reads its own earlier store);
+        // another thread's tid never equals ours whatever it reads.
+        let emitter = self.emitter.load(Ordering::Relaxed);
+        if emitter != 0 && emitter == sys::gettid() {
+            return Err(Error::Reentrant);
+        }
+        Ok(self.table.lock())
+    }
+
+    /// The address of offset `off`.
+    pub(crate) fn addr(&self, off: usize) -> usize {
+        self.base.as_ptr() as usize + off
+    }
+
+    fn ptr(&self, off: usize) -> NonNull<u8> {
+        // SAFETY: callers pass offsets inside the reservation, so the result is inside it
+        // and not null.
+        unsafe { self.base.add(off) }
+    }
+
+    /// Places `len` bytes, makes their pages accessible, runs `fill` on them (with the
+    /// thread marked as the emitter when `emitter` is set), and records them as pending.
+    /// On any error, or if `fill` unwinds, nothing is recorded and the bytes are `0xCC`
+    /// again.
+    pub(crate) fn push(
+        &self,
+        len: usize,
+        align: usize,
+        import: bool,
+        emitter: bool,
+        fill: impl FnOnce(usize, &mut [u8]),
+    ) -> Result<(usize, usize), Error> {
+        let mut table = self.lock()?;
+        let placement = table.place(len, align)?;
+        table.reserve_one()?;
+        self.commit(&mut table, placement)?;
+        let addr = self.addr(placement.start);
+        // SAFETY: `[start, end)` lies in pages made R|W by `commit` (now or earlier) and
+        // not yet published (placement starts at or after `published_end`); the lock
+        // keeps every other push and the publish off them while the slice lives.
+        let bytes = unsafe { slice::from_raw_parts_mut(addr as *mut u8, len) };
+        let refill = Refill { bytes: addr as *mut u8, len, emitter: &self.emitter, armed: true };
+        if emitter {
+            // Relaxed: read back only by this thread (see `lock`).
+            self.emitter.store(sys::gettid(), Ordering::Relaxed);
+        }
+        fill(addr, bytes);
+        refill.disarm();
+        let index = table.add(placement, import);
+        if !import {
+            // Relaxed: a statistic.
+            LIVE_FNS.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((index, addr))
+    }
+
+    /// Makes the pages `placement` needs R|W and `0xCC`, counting them against the quota.
+    /// Syscalls: `mprotect`. Nothing changes on an error.
+    fn commit(&self, table: &mut Guard<'_>, placement: Placement) -> Result<(), Error> {
+        let (from, to) = placement.commit;
+        if from == to {
+            return Ok(());
+        }
+        let bytes = to - from;
+        {
+            let mut reg = REGISTRY.write();
+            if !reg.reserve(bytes) {
+                let (live, quota) = (reg.live_bytes() + reg.reserved(), reg.quota());
+                return Err(Error::QuotaExceeded { requested: bytes, live, quota });
+            }
+        }
+        let prot = PROT_READ | PROT_WRITE;
+        debug_assert!(prot & PROT_EXEC == 0, "W^X: never map a page writable and executable");
+        // SAFETY: `[from, to)` are reserved pages above `committed_end`: never accessible
+        // before, so no reference to them exists.
+        if let Err(errno) = unsafe { sys::mprotect(self.ptr(from), bytes, prot) } {
+            REGISTRY.write().unreserve(bytes);
+            return Err(Error::Os(errno));
+        }
+        // SAFETY: the pages were just made R|W and nothing else knows them yet.
+        unsafe { self.ptr(from).as_ptr().write_bytes(0xCC, bytes) };
+        REGISTRY.write().commit_arena_bytes(bytes);
+        table.committed(to);
+        Ok(())
+    }
+
+    /// Hashes every pending record and turns their pages R|X in one `mprotect`; returns
+    /// the published index range. Syscalls: `mprotect`. If it is refused nothing is
+    /// published and the error says why.
+    pub(crate) fn publish(&self, table: &mut Guard<'_>) -> Result<core::ops::Range<usize>, Error> {
+        let Some((from, to)) = table.pending_pages() else {
+            return Ok(0..0);
+        };
+        let base = self.base;
+        for rec in table.pending_mut() {
+            // SAFETY: a pending record lies in R|W pages of the reservation that the lock
+            // keeps from changing.
+            let bytes = unsafe { slice::from_raw_parts(base.as_ptr().add(rec.off), rec.len()) };
+            rec.hash = fnv1a64(bytes);
+        }
+        let prot = PROT_READ | PROT_EXEC;
+        debug_assert!(prot & PROT_WRITE == 0, "W^X: never map a page writable and executable");
+        // SAFETY: `[from, to)` are this arena's pending pages; no slice over them outlives
+        // a push (each push's slice ends before its lock is released), so removing
+        // PROT_WRITE invalidates no reference. Nothing is placed below `to` again.
+        unsafe { sys::mprotect(self.ptr(from), to - from, prot) }.map_err(Error::Os)?;
+        Ok(table.published(to))
+    }
+
+    /// Releases `[from, to)`: `PROT_NONE`, then its memory back to the kernel.
+    /// Syscalls: `mprotect`, `madvise`. On a refused `mprotect` nothing changed.
+    pub(crate) fn release(&self, from: usize, to: usize) -> Result<(), Error> {
+        if from == to {
+            return Ok(());
+        }
+        // SAFETY: every record on these pages is retired and no Entry is alive for any
+        // of them (checked by the caller under the lock), so no reference into them exists.
+        unsafe { sys::mprotect(self.ptr(from), to - from, PROT_NONE) }.map_err(Error::Os)?;
+        // SAFETY: as above; the pages are inaccessible now, their contents unwanted. A
+        // refused madvise only keeps the memory resident.
+        let _ = unsafe { sys::madvise_dontneed(self.ptr(from), to - from) };
+        REGISTRY.write().release_arena_bytes(to - from);
+        Ok(())
+    }
+
+    /// The bytes of record `off..off + len`.
+    ///
+    /// # Safety
+    /// The record's pages must be accessible (not released) while the slice lives: hold
+    /// the lock, or an `Entry` on a function on them.
+    pub(crate) unsafe fn bytes(&self, off: usize, len: usize) -> &[u8] {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe { slice::from_raw_parts(self.ptr(off).as_ptr(), len) }
+    }
+}
+
+/// Bytes of the reservation that are accessible now (committed minus released).
+fn accessible_bytes(table: &Table) -> usize {
+    let released =
+        (0..table.published_end()).step_by(PAGE_SIZE).filter(|&page| table.page_released(page)).count() * PAGE_SIZE;
+    table.committed_end() - released
+}
+
+/// Puts `0xCC` back over a push's bytes if its closure unwinds, and clears the emitter.
+struct Refill<'a> {
+    bytes: *mut u8,
+    len: usize,
+    emitter: &'a AtomicI32,
+    armed: bool,
+}
+
+impl Refill<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Refill<'_> {
+    fn drop(&mut self) {
+        // Relaxed: read back only by this thread (see `Shared::lock`).
+        self.emitter.store(0, Ordering::Relaxed);
+        if self.armed {
+            // SAFETY: the push's R|W bytes, still locked (the guard is dropped after
+            // this); the closure's `&mut [u8]` is gone with its unwinding frame.
+            unsafe { self.bytes.write_bytes(0xCC, self.len) };
+        }
+    }
+}
+
+/// Runs `f` on the arena whose reservation holds `addr`, if any, without holding the
+/// registry lock while `f` runs (see the lock order in the module docs).
+pub(crate) fn with_arena<T>(addr: usize, f: impl FnOnce(&Shared) -> T) -> Option<T> {
+    let span = {
+        let reg = REGISTRY.read();
+        let span = reg.arena_containing(addr)?;
+        // SAFETY: registered arenas are live; unregistering needs the write lock.
+        let shared = unsafe { span.shared.as_ref() };
+        // Relaxed: the registry lock orders this increment before the drop's unregister
+        // (which takes the write lock), and the drop then waits for it to fall.
+        shared.refs.fetch_add(1, Ordering::Relaxed);
+        span
+    };
+    // SAFETY: `refs` keeps the arena's state and reservation mapped until we decrement.
+    let shared = unsafe { span.shared.as_ref() };
+    let result = f(shared);
+    // Release: our reads of the arena happen before its drop sees the count fall.
+    shared.refs.fetch_sub(1, Ordering::Release);
+    Some(result)
+}
+
+/// Whether `shared` is a live arena's state; `f` runs on it with the same protection as
+/// [`with_arena`]. For handles that come from C.
+#[cfg(feature = "capi")]
+pub(crate) fn with_handle<T>(shared: *const Shared, f: impl FnOnce(&Shared) -> T) -> Option<T> {
+    let shared = NonNull::new(shared as *mut Shared)?;
+    {
+        let reg = REGISTRY.read();
+        if !reg.arena_registered(shared) {
+            return None;
+        }
+        // SAFETY: registered, hence live (see `with_arena`).
+        unsafe { shared.as_ref() }.refs.fetch_add(1, Ordering::Relaxed);
+    }
+    // SAFETY: as in `with_arena`.
+    let this = unsafe { shared.as_ref() };
+    let result = f(this);
+    this.refs.fetch_sub(1, Ordering::Release);
+    Some(result)
+}
