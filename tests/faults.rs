@@ -482,6 +482,11 @@ fn every_error() -> Vec<(Error, &'static str)> {
              a hardened kernel) forbids executable memory or this memory operation",
         ),
         (Error::Os(Errno::from_raw(75)), "the kernel refused: errno 75"),
+        (Error::ArenaFull { needed: 100, available: 96 }, "arena full: 100 bytes needed, 96 left"),
+        (Error::ForeignFn, "function id belongs to another arena"),
+        (Error::Retired, "function is retired"),
+        (Error::EntryAlive { entries: 2 }, "function has 2 live entries"),
+        (Error::Reentrant, "arena used from inside its own push_with closure"),
     ];
     for (e, _) in &all {
         match e {
@@ -495,7 +500,12 @@ fn every_error() -> Vec<(Error, &'static str)> {
             | Error::HeldByHandle
             | Error::IntegrityMismatch { .. }
             | Error::RegistryStorage
-            | Error::Os(_) => {}
+            | Error::Os(_)
+            | Error::ArenaFull { .. }
+            | Error::ForeignFn
+            | Error::Retired
+            | Error::EntryAlive { .. }
+            | Error::Reentrant => {}
         }
     }
     all
@@ -511,7 +521,7 @@ fn every_error_variant_displays_exactly() {
     }
     // Every variant is there (the match in every_error keeps this honest).
     let variants: std::collections::HashSet<_> = all.iter().map(|(e, _)| std::mem::discriminant(e)).collect();
-    assert_eq!(variants.len(), 11);
+    assert_eq!(variants.len(), 16);
 }
 
 #[test]

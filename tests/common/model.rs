@@ -962,6 +962,9 @@ impl Harness {
             refusals: b.refusals + m.counts.refusals,
             registry_bytes: s.registry_bytes,
             registry_capacity: s.registry_capacity,
+            arenas: b.arenas,
+            arena_functions: b.arena_functions,
+            arena_bytes: b.arena_bytes,
         };
         ensure!(s == expected, "after {op:?}: stats {s:#?}\nmodel {expected:#?}");
         // The table grows only when an insert finds it full, and never shrinks.

@@ -1,0 +1,476 @@
+//! Code arenas: real code at real addresses, the page lifecycle kept per page, the MMU
+//! enforcing it (faults in child processes), `/proc/self/maps`, threads, bad input.
+//!
+//! Tests whose assertions depend on process-wide state (stats, quota, the exact list of
+//! mappings) run their bodies in a child process of their own, where no other test can
+//! move what they measure.
+//!
+//! `unsafe` is allowed here for the typed entries (whose contract the hand-assembled
+//! bytes below meet) and for the faults under test: calling unpublished or retired code,
+//! writing published code.
+
+#![allow(unsafe_code)]
+
+mod common;
+
+use common::{Maps, RawMaps, assert_killed_by, assert_no_wx, child_output, is_child, poke, run_in_child};
+use wildx::{Arena, Error, State, raw};
+
+type I64 = extern "sysv64" fn(i64) -> i64;
+type Ret = extern "sysv64" fn() -> i32;
+type Add = extern "sysv64" fn(i32, i32) -> i32;
+
+/// `lea eax, [rdi + rsi]; ret`
+const ADD: [u8; 4] = [0x8d, 0x04, 0x37, 0xc3];
+
+/// `mov eax, imm32; ret`
+fn ret_const(value: i32) -> [u8; 6] {
+    let v = value.to_le_bytes();
+    [0xb8, v[0], v[1], v[2], v[3], 0xc3]
+}
+
+/// About 40 bytes: `mov eax, imm32`, 33 one-byte nops, `ret`.
+fn ret_const_40(value: i32) -> Vec<u8> {
+    let mut code = ret_const(value)[..5].to_vec();
+    code.extend([0x90; 34]);
+    code.push(0xc3);
+    code
+}
+
+fn rel32(from_next: usize, to: usize) -> [u8; 4] {
+    let d = i32::try_from(to as i64 - from_next as i64).expect("rel32 reach");
+    d.to_le_bytes()
+}
+
+#[test]
+fn push_publish_call_and_the_page_lifecycle() {
+    let arena = Arena::new(1 << 20).unwrap();
+    let at = arena.next_addr();
+    assert_eq!(at % 16, 0);
+    assert_eq!(at, arena.base());
+    let add = arena.push(&ADD).unwrap();
+    assert_eq!(arena.addr(add), Ok(at));
+    assert_eq!(arena.next_addr(), at + 16);
+    let maps = Maps::read();
+    assert_eq!(maps.perms_of(at, 4096).map(|p| p.rwx()), Some("rw-".to_string()), "pending: R|W");
+    assert_eq!(raw::state(at as *const u8), Some(State::Writable));
+    // SAFETY: ADD implements Add.
+    let unpublished = unsafe { arena.entry::<Add>(add) };
+    assert_eq!(unpublished.err(), Some(Error::WrongState { expected: State::Executable, found: State::Writable }));
+    arena.publish().unwrap();
+    let maps = Maps::read();
+    assert_eq!(maps.perms_of(at, 4096).map(|p| p.rwx()), Some("r-x".to_string()), "published: R|X");
+    assert_no_wx("publish");
+    // SAFETY: ADD implements Add.
+    let entry = unsafe { arena.entry::<Add>(add) }.unwrap();
+    assert_eq!(entry.call((40, 2)), 42);
+    assert_eq!(entry.call((i32::MAX, 1)), i32::MIN);
+    assert_eq!(entry.as_ptr() as usize, at);
+    assert_eq!(entry.len(), 4);
+    assert_eq!(entry.verify(), Ok(()));
+    assert_eq!(arena.verify(add), Ok(()));
+    assert_eq!(arena.verify_all(), Ok(()));
+    // The next push lands on a fresh page: the published one is never writable again.
+    let next = arena.next_addr();
+    assert_eq!(next, at + 4096);
+    let two = arena.push(&ret_const(2)).unwrap();
+    assert_eq!(arena.addr(two), Ok(next));
+    assert_eq!(Maps::read().perms_of(at, 4096).map(|p| p.rwx()), Some("r-x".to_string()));
+    assert_eq!(arena.retire(add), Err(Error::EntryAlive { entries: 1 }));
+    drop(entry);
+    arena.retire(add).unwrap();
+    assert_eq!(arena.retire(add), Err(Error::Retired));
+    assert!(Maps::read().perms_of(at, 4096).is_some_and(|p| p.rwx() == "---"), "retired page released");
+    assert_eq!(raw::state(at as *const u8), None);
+    assert_eq!(arena.verify_all(), Ok(()), "released pages are skipped");
+}
+
+#[test]
+fn raw_surface_answers_for_arena_functions_and_refuses_to_free_or_seal_them() {
+    let arena = Arena::new(64 << 10).unwrap();
+    let id = arena.push(&wildx::jit::ADD_I32).unwrap();
+    let p = arena.addr(id).unwrap() as *mut u8;
+    assert_eq!(raw::seal(p), -1);
+    arena.publish().unwrap();
+    assert_eq!(raw::state(p), Some(State::Executable));
+    let info = wildx::inspect(p).unwrap();
+    assert_eq!((info.len, info.mapped_len, info.held_by_handle), (5, 4096, true));
+    assert_eq!(info.seal_hash, Some(wildx::fnv1a64(&wildx::jit::ADD_I32)));
+    assert_eq!(raw::verify(p), 0);
+    assert_eq!(raw::free(p), -1);
+    assert_eq!(raw::seal(p), -1);
+    // SAFETY: `p` is a published add(i32, i32) that nothing retires during the call.
+    assert_eq!(unsafe { wildx::jit::call_i32_i32(p, 7, 35) }, 42);
+    // Interior addresses and the slack after the function are not functions.
+    assert_eq!(raw::state(p.wrapping_add(1)), None);
+    assert_eq!(raw::verify(p.wrapping_add(16)), -1);
+    assert_eq!(raw::state(p), Some(State::Executable));
+    drop(arena);
+    assert_eq!(raw::state(p), None);
+    assert_eq!(raw::verify(p), -1);
+}
+
+#[test]
+fn rel32_calls_rip_relative_constants_imports_and_a_three_page_function() {
+    extern "sysv64" fn host_triple(x: i64) -> i64 {
+        x * 3
+    }
+    let arena = Arena::new(1 << 20).unwrap();
+    // g(x) = x + 1: lea rax, [rdi + 1]; ret
+    let g = arena.push(&[0x48, 0x8d, 0x47, 0x01, 0xc3]).unwrap();
+    let g_addr = arena.addr(g).unwrap();
+    // f(x) = g(x) * 2: sub rsp, 8; call g; add rsp, 8; add rax, rax; ret
+    let f = arena
+        .push_with(17, |at, b| {
+            let mut code = vec![0x48, 0x83, 0xec, 0x08, 0xe8];
+            code.extend(rel32(at + 9, g_addr));
+            code.extend([0x48, 0x83, 0xc4, 0x08, 0x48, 0x01, 0xc0, 0xc3]);
+            b[..code.len()].copy_from_slice(&code);
+        })
+        .unwrap();
+    // k() = the 8-byte constant after its ret: mov rax, [rip + 1]; ret; <const>
+    let mut k_code = vec![0x48, 0x8b, 0x05, 0x01, 0x00, 0x00, 0x00, 0xc3];
+    k_code.extend(0x1234_5678_9abc_def0u64.to_le_bytes());
+    let k = arena.push(&k_code).unwrap();
+    // h(x) = host_triple(x) + 1 through an import slot: sub rsp, 8; call [rip + d];
+    // add rsp, 8; add rax, 1; ret
+    let slot = arena.import(host_triple as *const () as usize).unwrap();
+    assert_eq!(slot % 8, 0);
+    let h = arena
+        .push_with(20, |at, b| {
+            let mut code = vec![0x48, 0x83, 0xec, 0x08, 0xff, 0x15];
+            code.extend(rel32(at + 10, slot));
+            code.extend([0x48, 0x83, 0xc4, 0x08, 0x48, 0x83, 0xc0, 0x01, 0xc3]);
+            b[..code.len()].copy_from_slice(&code);
+        })
+        .unwrap();
+    // big() = 7 after three pages of nops.
+    let mut big_code = vec![0x90; 3 * 4096];
+    big_code.extend(ret_const(7));
+    let big = arena.push(&big_code).unwrap();
+    arena.publish().unwrap();
+    assert_no_wx("publish");
+    // SAFETY: each function implements the type it is entered as (see the comments).
+    unsafe {
+        assert_eq!(arena.entry::<I64>(f).unwrap().call((20,)), 42);
+        assert_eq!(arena.entry::<extern "sysv64" fn() -> u64>(k).unwrap().call(()), 0x1234_5678_9abc_def0);
+        assert_eq!(arena.entry::<I64>(h).unwrap().call((-5,)), -14);
+        assert_eq!(arena.entry::<Ret>(big).unwrap().call(()), 7);
+    }
+    // The slot is read-only now.
+    let maps = Maps::read();
+    assert_eq!(maps.perms_of(slot & !4095, 4096).map(|p| p.rwx()), Some("r-x".to_string()));
+    assert_eq!(wildx::inspect(arena.addr(big).unwrap() as *const u8).unwrap().mapped_len, 4 * 4096);
+    assert_eq!(arena.verify_all(), Ok(()));
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    assert_eq!(Arena::new(0).err(), Some(Error::ZeroLength));
+    assert_eq!(Arena::new(usize::MAX).err(), Some(Error::LengthOverflow));
+    let arena = Arena::new(4096).unwrap();
+    let other = Arena::new(4096).unwrap();
+    assert_eq!(arena.capacity(), 4096);
+    assert_eq!(arena.push(&[]), Err(Error::ZeroLength));
+    assert_eq!(arena.push_with(0, |_, _| unreachable!()), Err(Error::ZeroLength));
+    assert_eq!(arena.push(&[0xc3; 4097]), Err(Error::ArenaFull { needed: 4097, available: 4096 }));
+    let a = arena.push(&[0xc3; 4000]).unwrap();
+    let before = arena.next_addr();
+    assert_eq!(arena.push(&[0xc3; 100]), Err(Error::ArenaFull { needed: 100, available: 96 }));
+    assert_eq!(arena.next_addr(), before);
+    // The last 8 bytes take one import slot, then nothing fits.
+    arena.push(&[0xc3; 88]).unwrap();
+    assert_eq!(arena.import(0x1234), Ok(arena.base() + 4088));
+    assert_eq!(arena.import(1), Err(Error::ArenaFull { needed: 8, available: 0 }));
+    assert_eq!(arena.push(&[0xc3]), Err(Error::ArenaFull { needed: 1, available: 0 }));
+    // Ids from another arena.
+    let b = other.push(&ADD).unwrap();
+    assert_eq!(arena.verify(b), Err(Error::ForeignFn));
+    assert_eq!(arena.retire(b), Err(Error::ForeignFn));
+    // SAFETY: refused before any call.
+    assert_eq!(unsafe { arena.entry::<Add>(b) }.err(), Some(Error::ForeignFn));
+    // Unpublished, then retired twice.
+    assert_eq!(arena.retire(a), Err(Error::WrongState { expected: State::Executable, found: State::Writable }));
+    assert_eq!(arena.verify(a), Err(Error::WrongState { expected: State::Executable, found: State::Writable }));
+    arena.publish().unwrap();
+    arena.publish().unwrap(); // nothing pending: a no-op
+    arena.retire(a).unwrap();
+    assert_eq!(arena.retire(a), Err(Error::Retired));
+    assert_eq!(arena.verify(a), Err(Error::Retired));
+    // SAFETY: refused before any call.
+    assert_eq!(unsafe { arena.entry::<Ret>(a) }.err(), Some(Error::Retired));
+    assert_eq!(arena.id_at(arena.base() + 1), Err(Error::NotRegistered));
+    assert_eq!(arena.id_at(0), Err(Error::NotRegistered));
+}
+
+#[test]
+fn push_with_is_atomic_reentry_is_an_error_and_a_panicking_emit_pushes_nothing() {
+    let arena = Arena::new(1 << 16).unwrap();
+    let first = arena.next_addr();
+    let id = arena
+        .push_with(6, |at, bytes| {
+            assert_eq!(at, first);
+            assert!(bytes.iter().all(|&b| b == 0xcc));
+            assert_eq!(arena.push(&ADD), Err(Error::Reentrant));
+            assert_eq!(arena.publish(), Err(Error::Reentrant));
+            assert_eq!(arena.import(1), Err(Error::Reentrant));
+            bytes.copy_from_slice(&ret_const(5));
+        })
+        .unwrap();
+    let after = arena.next_addr();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = arena.push_with(64, |_, bytes| {
+            bytes.fill(0x90);
+            panic!("emit fails half-way");
+        });
+    }));
+    assert!(caught.is_err());
+    assert_eq!(arena.next_addr(), after, "nothing pushed");
+    arena.publish().unwrap();
+    // The bytes the failed emit wrote are int3 again: the whole-arena check sees padding.
+    assert_eq!(arena.verify_all(), Ok(()));
+    // SAFETY: ret_const implements Ret.
+    assert_eq!(unsafe { arena.entry::<Ret>(id) }.unwrap().call(()), 5);
+}
+
+#[test]
+fn verify_catches_a_tampered_function_and_tampered_padding() {
+    let arena = Arena::new(1 << 16).unwrap();
+    let a = arena.push(&ret_const(1)).unwrap();
+    let b = arena.push(&ret_const(2)).unwrap();
+    arena.publish().unwrap();
+    assert_eq!(arena.verify_all(), Ok(()));
+    let b_addr = arena.addr(b).unwrap();
+    poke((b_addr + 1) as *const u8, &[9]);
+    assert!(matches!(arena.verify(b), Err(Error::IntegrityMismatch { .. })));
+    assert_eq!(arena.verify(a), Ok(()), "the other function is untouched");
+    assert!(matches!(arena.verify_all(), Err(Error::IntegrityMismatch { .. })));
+    assert_eq!(raw::verify(b_addr as *const u8), -1);
+    poke((b_addr + 1) as *const u8, &[2]);
+    assert_eq!(arena.verify_all(), Ok(()));
+    // One byte of the padding between a and b, then one in the rest of the page.
+    let pad = arena.addr(a).unwrap() + 8;
+    poke(pad as *const u8, &[0x90]);
+    assert!(matches!(arena.verify_all(), Err(Error::IntegrityMismatch { .. })));
+    assert_eq!((arena.verify(a), arena.verify(b)), (Ok(()), Ok(())));
+    poke(pad as *const u8, &[0xcc]);
+    poke((arena.base() + 4000) as *const u8, &[0]);
+    assert!(matches!(arena.verify_all(), Err(Error::IntegrityMismatch { .. })));
+}
+
+/// Runs `body` in a child expected to die by `signal`; the parent asserts it.
+fn dies_by(name: &str, signal: i32, body: impl FnOnce()) {
+    if is_child(name) {
+        body();
+        eprintln!("child: survived");
+        std::process::exit(3);
+    }
+    assert_killed_by(&child_output(name, &[]), signal);
+}
+
+#[test]
+fn a_pushed_but_unpublished_function_cannot_run() {
+    dies_by("a_pushed_but_unpublished_function_cannot_run", libc::SIGSEGV, || {
+        let arena = Arena::new(1 << 16).unwrap();
+        let id = arena.push(&ret_const(1)).unwrap();
+        // SAFETY: none; executing a R|W page is the fault under test.
+        let f: Ret = unsafe { std::mem::transmute(arena.addr(id).unwrap()) };
+        f();
+    });
+}
+
+#[test]
+fn a_published_page_cannot_be_written() {
+    dies_by("a_published_page_cannot_be_written", libc::SIGSEGV, || {
+        let arena = Arena::new(1 << 16).unwrap();
+        let id = arena.push(&ret_const(1)).unwrap();
+        arena.publish().unwrap();
+        // SAFETY: none; writing R|X code is the fault under test.
+        unsafe { (arena.addr(id).unwrap() as *mut u8).write_volatile(0xc3) };
+    });
+}
+
+#[test]
+fn a_stale_pointer_into_a_retired_page_faults() {
+    dies_by("a_stale_pointer_into_a_retired_page_faults", libc::SIGSEGV, || {
+        let arena = Arena::new(1 << 16).unwrap();
+        let id = arena.push(&ret_const(1)).unwrap();
+        arena.publish().unwrap();
+        let stale = arena.addr(id).unwrap();
+        // SAFETY: the bytes implement Ret; the call runs while the function is published.
+        let f: Ret = unsafe { std::mem::transmute(stale) };
+        assert_eq!(f(), 1);
+        arena.retire(id).unwrap();
+        f();
+    });
+}
+
+#[test]
+fn a_function_on_a_shared_page_keeps_it_until_the_last_one_retires() {
+    let arena = Arena::new(1 << 16).unwrap();
+    let a = arena.push(&ret_const(1)).unwrap();
+    let b = arena.push(&ret_const(2)).unwrap();
+    arena.publish().unwrap();
+    arena.retire(a).unwrap();
+    assert_eq!(Maps::read().perms_of(arena.base(), 4096).map(|p| p.rwx()), Some("r-x".to_string()));
+    // SAFETY: ret_const implements Ret.
+    assert_eq!(unsafe { arena.entry::<Ret>(b) }.unwrap().call(()), 2);
+    arena.retire(b).unwrap();
+    assert_eq!(Maps::read().perms_of(arena.base(), 4096).map(|p| p.rwx()), Some("---".to_string()));
+}
+
+#[test]
+fn maps_stay_few_and_return_to_baseline_with_stats_balanced() {
+    run_in_child("maps_stay_few_and_return_to_baseline_with_stats_balanced", || {
+        // Warm up: the registry's arena list keeps its storage once it has grown.
+        drop(Arena::new(4096).unwrap());
+        let mut maps = RawMaps::with_capacity(1 << 20);
+        maps.snapshot();
+        let baseline = maps.text().to_string();
+        let base_count = baseline.lines().count();
+        let stats0 = wildx::stats();
+        let arena = Arena::new(16 << 20).unwrap();
+        let code = ret_const_40(7);
+        for batch in 0..100 {
+            for _ in 0..1000 {
+                arena.push(&code).unwrap();
+            }
+            arena.publish().unwrap();
+            if batch % 25 == 0 {
+                assert_no_wx("a publish");
+            }
+        }
+        maps.snapshot();
+        let count = maps.text().lines().count();
+        let m = maps.parse();
+        assert!(m.writable_and_executable().is_empty());
+        // The reservation: R|X runs merge into one, the rest stays one PROT_NONE
+        // mapping; the record table is one or two more.
+        assert!(count <= base_count + 4, "100 000 functions in 100 batches added {} mappings", count - base_count);
+        let stats = wildx::stats();
+        assert_eq!(stats.arenas, stats0.arenas + 1);
+        assert_eq!(stats.arena_functions, stats0.arena_functions + 100_000);
+        let accessible = stats.arena_bytes - stats0.arena_bytes;
+        assert_eq!(stats.live_bytes - stats0.live_bytes, accessible);
+        // 48 bytes a function plus the fresh page each publish starts on.
+        assert!(accessible <= 100_000 * 48 + 101 * 4096, "{accessible}");
+        let table = stats.registry_bytes - stats0.registry_bytes;
+        println!("registry cost per live arena function: {:.1} bytes", table as f64 / 100_000.0);
+        assert!(table <= 100_000 * 48, "table {table} bytes for 100 000 functions");
+        drop(arena);
+        maps.snapshot();
+        assert_eq!(maps.text(), baseline, "back to the baseline mappings");
+        let after = wildx::stats();
+        assert_eq!(
+            (after.arenas, after.arena_functions, after.arena_bytes, after.live_bytes),
+            (stats0.arenas, stats0.arena_functions, stats0.arena_bytes, stats0.live_bytes)
+        );
+    });
+}
+
+#[test]
+fn quota_counts_accessible_pages_not_the_reservation() {
+    run_in_child("quota_counts_accessible_pages_not_the_reservation", || {
+        wildx::set_quota(2 * 4096);
+        let arena = Arena::new(1 << 30).unwrap(); // 1 GiB reserved, nothing counted
+        assert_eq!(wildx::stats().live_bytes, 0);
+        arena.push(&[0xc3; 4096]).unwrap();
+        arena.push(&[0xc3; 16]).unwrap();
+        assert_eq!(wildx::stats().live_bytes, 2 * 4096);
+        let before = arena.next_addr();
+        assert!(matches!(arena.push(&[0xc3; 4096]), Err(Error::QuotaExceeded { requested: 4096, .. })));
+        assert_eq!(arena.next_addr(), before);
+        assert!(raw::alloc(1).is_null(), "pages share the quota");
+        drop(arena);
+        assert_eq!(wildx::stats().live_bytes, 0);
+        let p = raw::alloc(1);
+        assert!(!p.is_null());
+        assert_eq!(raw::free(p), 0);
+    });
+}
+
+#[test]
+fn one_thread_publishes_while_others_call() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, RwLock};
+    let arena = Arena::new(8 << 20).unwrap();
+    let published: RwLock<Vec<(wildx::FnId, i32)>> = RwLock::new(Vec::new());
+    let done = AtomicBool::new(false);
+    let calls = Mutex::new(0u64);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for batch in 0..50 {
+                let mut ids = Vec::new();
+                for i in 0..100 {
+                    let value = batch * 1000 + i;
+                    ids.push((arena.push(&ret_const_40(value)).unwrap(), value));
+                }
+                arena.publish().unwrap();
+                published.write().unwrap().extend(ids);
+            }
+            done.store(true, Ordering::Release);
+        });
+        for t in 0..2u64 {
+            let (arena, published, done, calls) = (&arena, &published, &done, &calls);
+            s.spawn(move || {
+                let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ t;
+                let mut n = 0;
+                while !done.load(Ordering::Acquire) || n < 1000 {
+                    let pick = {
+                        let list = published.read().unwrap();
+                        if list.is_empty() {
+                            continue;
+                        }
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        list[(seed % list.len() as u64) as usize]
+                    };
+                    // SAFETY: ret_const_40 implements Ret.
+                    let entry = unsafe { arena.entry::<Ret>(pick.0) }.unwrap();
+                    assert_eq!(entry.call(()), pick.1);
+                    n += 1;
+                }
+                *calls.lock().unwrap() += n;
+            });
+        }
+    });
+    assert!(*calls.lock().unwrap() >= 2000);
+    assert_eq!(arena.verify_all(), Ok(()));
+    for &(id, value) in published.read().unwrap().iter().step_by(97) {
+        // SAFETY: as above.
+        assert_eq!(unsafe { arena.entry::<Ret>(id) }.unwrap().call(()), value);
+        arena.retire(id).unwrap();
+    }
+    assert_no_wx("threads");
+}
+
+#[cfg(feature = "verify-on-call")]
+#[test]
+fn verify_on_call_aborts_the_next_call_of_a_tampered_function_only() {
+    const NAME: &str = "verify_on_call_aborts_the_next_call_of_a_tampered_function_only";
+    if is_child(NAME) {
+        let arena = Arena::new(1 << 16).unwrap();
+        let a = arena.push(&ret_const(1)).unwrap();
+        let b = arena.push(&ret_const(2)).unwrap();
+        arena.publish().unwrap();
+        // SAFETY: ret_const implements Ret.
+        let (ea, eb) = unsafe { (arena.entry::<Ret>(a).unwrap(), arena.entry::<Ret>(b).unwrap()) };
+        assert_eq!((ea.call(()), eb.call(())), (1, 2));
+        poke(eb.as_ptr().wrapping_add(1), &[3]);
+        assert_eq!(ea.call(()), 1, "the untouched function still runs");
+        eprintln!("child: tampered {:p}", eb.as_ptr());
+        eb.call(());
+        eprintln!("child: the tampered call ran");
+        std::process::exit(3);
+    }
+    let out = child_output(NAME, &[]);
+    assert_killed_by(&out, libc::SIGABRT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let addr =
+        stderr.lines().find_map(|l| l.strip_prefix("child: tampered ")).expect("child named the address").to_string();
+    assert!(
+        stderr.contains(&format!("wildx: integrity check failed for code at {addr}")),
+        "diagnostic names the function: {stderr}"
+    );
+}
