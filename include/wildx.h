@@ -41,7 +41,7 @@ extern "C" {
 /* The quota a process starts with: 256 MiB of mapped bytes. */
 #define WILDX_DEFAULT_QUOTA (256UL << 20)
 
-/* A snapshot of the registry's accounting, filled by wildx_stats(). 80 bytes, no
+/* A snapshot of the registry's accounting, filled by wildx_stats(). 104 bytes, no
  * padding; the layout is checked against the library's by tests/capi.rs. */
 struct wildx_stats {
     size_t live_pages;        /* pages allocated and not yet freed */
@@ -54,6 +54,9 @@ struct wildx_stats {
     uint64_t refusals;        /* refused allocs, seals, frees and installs (not verifies) */
     size_t registry_bytes;    /* bytes the registry's own table has mapped */
     size_t registry_capacity; /* entries the registry can hold before it grows */
+    size_t arenas;            /* live arenas (wildx_arena_new, not yet freed) */
+    size_t arena_functions;   /* functions pushed into live arenas and not retired */
+    size_t arena_bytes;       /* accessible arena bytes (part of live_bytes) */
 };
 
 /* Maps a WRITABLE page of at least `size` bytes: whole 4096-byte pages, read+write,
@@ -107,6 +110,49 @@ size_t wildx_quota(void);
 
 /* Writes a snapshot of the accounting to *out; does nothing if `out` is NULL. */
 void wildx_stats(struct wildx_stats *out);
+
+/* ---- Code arenas: many functions in one reserved range, published in batches ----
+ *
+ * An arena reserves `capacity` bytes of address space that never move. Pushed functions
+ * land at wildx_arena_next_addr() (16-byte aligned), on read+write pages; they become
+ * callable, on read+exec pages, at the next wildx_arena_publish(), which records each
+ * function's FNV-1a hash first. Later pushes go to fresh pages: a page that held
+ * published code is never writable again. A function's address is also a handle for
+ * wildx_state / wildx_verify / npk_jit_call_i32_i32 (verify-on-call applies);
+ * wildx_free and wildx_seal refuse it. Every wildx_arena_* function checks the handle
+ * against the registry first: NULL, freed or foreign handles are refused, never read. */
+typedef struct wildx_arena wildx_arena;
+
+/* Reserves `capacity` bytes (rounded up to pages), inaccessible until used; the quota
+ * counts only pages that pushes made accessible. NULL for 0, SIZE_MAX, or a refused
+ * reservation. Syscalls: mmap. */
+wildx_arena *wildx_arena_new(size_t capacity);
+
+/* Where the next push lands (16-byte aligned); 0 for a bad handle. */
+uintptr_t wildx_arena_next_addr(const wildx_arena *arena);
+
+/* Copies `len` bytes of code in at wildx_arena_next_addr(); returns the function's
+ * address, or NULL with nothing changed (bad handle, NULL code, len 0, no room left,
+ * quota). Not callable until the next wildx_arena_publish. */
+void *wildx_arena_push(wildx_arena *arena, const void *code, size_t len);
+
+/* Stores `target` (a host function, cast to void (*)(void)) in an 8-byte slot inside the
+ * arena and returns the slot's address, for `call qword ptr [rip + disp32]`; read-only
+ * from the next publish. NULL on a bad handle, a NULL target or no room. */
+void *wildx_arena_import(wildx_arena *arena, void (*target)(void));
+
+/* Hashes and seals everything pushed or imported since the last publish (one mprotect
+ * to read+exec). 0, or -1: bad handle, or the kernel refused (nothing published). */
+int32_t wildx_arena_publish(wildx_arena *arena);
+
+/* Retires the published function starting at `fn`: it is no longer a live function for
+ * wildx, and pages left holding only retired functions go back to the kernel
+ * (inaccessible: a stale pointer faults). 0, or -1 with nothing changed. */
+int32_t wildx_arena_retire(wildx_arena *arena, const void *fn);
+
+/* Unmaps the arena and all its functions. 0, or -1 touching nothing for a handle that
+ * is not a live arena (NULL, freed twice, foreign). No thread may be running its code. */
+int32_t wildx_arena_free(wildx_arena *arena);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -30,7 +30,7 @@ pub const WILDX_STATE_EXECUTABLE: i32 = 2;
 
 /// `struct wildx_stats` in `include/wildx.h`: [`crate::Stats`] itself, which is
 /// `#[repr(C)]` for this purpose. `size_t` is `usize` and `uint64_t` is `u64` on x86-64
-/// Linux, so the struct is 80 bytes, 8-aligned, with no padding.
+/// Linux, so the struct is 104 bytes, 8-aligned, with no padding.
 pub type WildxStats = crate::Stats;
 
 /// `void *wildx_alloc(size_t size)`: [`crate::raw::alloc`]. A WRITABLE page of at least
@@ -118,7 +118,7 @@ pub extern "C" fn wildx_quota() -> usize {
 ///
 /// # Safety
 /// `out` must be null or point to memory valid for writing one `struct wildx_stats`
-/// (80 bytes, 8-aligned); nothing else is read or written.
+/// (104 bytes, 8-aligned); nothing else is read or written.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wildx_stats(out: *mut WildxStats) {
     if out.is_null() {
@@ -184,11 +184,15 @@ pub unsafe extern "C" fn wildx_arena_push(arena: *mut WildxArena, code: *const u
         .map_or(core::ptr::null_mut(), |addr| addr as *mut u8)
 }
 
-/// `void *wildx_arena_import(wildx_arena *arena, const void *target)`: stores `target` in
-/// an 8-byte slot inside the arena (read-only from the next publish) and returns the
-/// slot's address for `call [rip + disp32]`; NULL on a bad handle or no room.
+/// `void *wildx_arena_import(wildx_arena *arena, void (*target)(void))`: stores `target`
+/// (any function, cast to `void (*)(void)`) in an 8-byte slot inside the arena (read-only
+/// from the next publish) and returns the slot's address for `call [rip + disp32]`; NULL
+/// on a bad handle, a NULL target or no room.
 #[unsafe(no_mangle)]
-pub extern "C" fn wildx_arena_import(arena: *mut WildxArena, target: *const u8) -> *mut u8 {
+pub extern "C" fn wildx_arena_import(arena: *mut WildxArena, target: Option<extern "C" fn()>) -> *mut u8 {
+    let Some(target) = target else {
+        return core::ptr::null_mut();
+    };
     with_arena(arena, |a| a.import(target as usize))
         .and_then(Result::ok)
         .map_or(core::ptr::null_mut(), |addr| addr as *mut u8)

@@ -433,7 +433,7 @@ pub(crate) fn call_refused(ptr: *const u8, len: usize, error: Error) -> ! {
     let _ = match error {
         Error::IntegrityMismatch { sealed, now } => writeln!(
             line,
-            "wildx: integrity check failed for code at {ptr:p}: sealed {sealed:#018x}, now {now:#018x} ({len} bytes)"
+            "wildx: integrity check failed for page {ptr:p}: sealed {sealed:#018x}, now {now:#018x} ({len} bytes)"
         ),
         Error::WrongState { found, .. } => {
             writeln!(line, "wildx: refusing call into page {ptr:p}: page is {found:?}, not sealed")

@@ -470,7 +470,7 @@ fn verify_on_call_aborts_the_next_call_of_a_tampered_function_only() {
     let addr =
         stderr.lines().find_map(|l| l.strip_prefix("child: tampered ")).expect("child named the address").to_string();
     assert!(
-        stderr.contains(&format!("wildx: integrity check failed for code at {addr}")),
+        stderr.contains(&format!("wildx: integrity check failed for page {addr}")),
         "diagnostic names the function: {stderr}"
     );
 }

@@ -307,6 +307,11 @@ fn two_pages() {
 }
 
 #[test]
+fn arena() {
+    c_program_passes("arena.c");
+}
+
+#[test]
 fn bug246_second_seal_refused() {
     c_program_passes("bug246.c");
 }
@@ -398,7 +403,7 @@ fn faults_verify_on_call() {
 /// The happy paths are unchanged by verify-on-call.
 #[test]
 fn verify_on_call_happy_paths() {
-    for source in ["bug264.c", "two_pages.c", "bug246.c"] {
+    for source in ["bug264.c", "two_pages.c", "bug246.c", "arena.c"] {
         let name = format!("{}-voc", source.trim_end_matches(".c"));
         let bin = Build::c(name, source).variant(Variant::VerifyOnCall).run();
         assert_exit0(&bin, &[]);
@@ -507,7 +512,7 @@ fn layout_matches_rust() {
             (key.to_owned(), value.parse().expect("a number"))
         })
         .collect();
-    assert_eq!(c.len(), 2 + 2 * 10 + 4, "{stdout}");
+    assert_eq!(c.len(), 2 + 2 * 13 + 4, "{stdout}");
     assert_eq!(c["const WILDX_DEFAULT_QUOTA"], wildx::DEFAULT_QUOTA as i64);
     #[cfg(feature = "capi")]
     {
@@ -532,6 +537,9 @@ fn layout_matches_rust() {
         field!(refusals);
         field!(registry_bytes);
         field!(registry_capacity);
+        field!(arenas);
+        field!(arena_functions);
+        field!(arena_bytes);
         assert_eq!(c["const WILDX_STATE_NOT_REGISTERED"], capi::WILDX_STATE_NOT_REGISTERED.into());
         assert_eq!(c["const WILDX_STATE_WRITABLE"], capi::WILDX_STATE_WRITABLE.into());
         assert_eq!(c["const WILDX_STATE_EXECUTABLE"], capi::WILDX_STATE_EXECUTABLE.into());

@@ -20,6 +20,9 @@ int main(void) {
     FIELD(refusals);
     FIELD(registry_bytes);
     FIELD(registry_capacity);
+    FIELD(arenas);
+    FIELD(arena_functions);
+    FIELD(arena_bytes);
     printf("const WILDX_STATE_NOT_REGISTERED %d\n", WILDX_STATE_NOT_REGISTERED);
     printf("const WILDX_STATE_WRITABLE %d\n", WILDX_STATE_WRITABLE);
     printf("const WILDX_STATE_EXECUTABLE %d\n", WILDX_STATE_EXECUTABLE);
