@@ -51,6 +51,27 @@ impl MmapAlloc {
         Some((ptr, len))
     }
 
+    /// Moves a block from [`MmapAlloc::map`] to one for `new` (grown or shrunk in place or
+    /// moved by the kernel, contents kept, no copy), returning it and its mapped length;
+    /// `None` leaves the old block as it was.
+    ///
+    /// # Safety
+    /// `ptr` must have come from `map` with `old`; on success only the returned block may
+    /// be used.
+    pub(crate) unsafe fn remap(ptr: NonNull<u8>, old: Layout, new: Layout) -> Option<(NonNull<u8>, usize)> {
+        if new.align() > PAGE_SIZE {
+            return None;
+        }
+        let (old_len, new_len) = (block_len(old.size())?, block_len(new.size())?);
+        if old_len == new_len {
+            return Some((ptr, old_len));
+        }
+        // SAFETY: by the caller's contract `ptr` starts our mapping of `old_len` bytes,
+        // and the caller switches to the returned block.
+        let moved = unsafe { sys::mremap(ptr, old_len, new_len) }.ok()?;
+        Some((moved, new_len))
+    }
+
     /// Unmaps a block from [`MmapAlloc::map`], returning its mapped length, or `None`
     /// if the kernel refused (the block then stays mapped).
     ///

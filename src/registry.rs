@@ -177,6 +177,17 @@ unsafe impl Allocator for Storage {
         Ok(NonNull::slice_from_raw_parts(ptr, len))
     }
 
+    unsafe fn grow(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: `ptr` came from `allocate` (or `grow`) with `old` (the trait's
+        // contract), i.e. from `MmapAlloc::map` with that layout's size; on success the
+        // caller uses only the returned block.
+        let (moved, len) = unsafe { MmapAlloc::remap(ptr, old, new) }.ok_or(AllocError)?;
+        let old_len = crate::registry::round_to_pages(old.size().max(1));
+        // Relaxed: a statistic (see `allocate`).
+        STORAGE_BYTES.fetch_add(len - old_len, Ordering::Relaxed);
+        Ok(NonNull::slice_from_raw_parts(moved, len))
+    }
+
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: `ptr` came from `allocate` with this layout, i.e. from
         // `MmapAlloc::map`, and hashbrown no longer uses it (the trait's contract).

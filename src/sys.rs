@@ -342,3 +342,25 @@ pub unsafe fn madvise_dontneed(addr: NonNull<u8>, len: usize) -> Result<(), Errn
     let ret = unsafe { syscalls::syscall3(Sysno::madvise, addr.as_ptr() as usize, len, MADV_DONTNEED as usize) };
     check(ret).map(drop)
 }
+
+/// `MREMAP_MAYMOVE`: the kernel may move the mapping to grow it.
+pub const MREMAP_MAYMOVE: u32 = 1;
+
+/// Grows or shrinks the private anonymous mapping `[addr, addr + old_len)` to `new_len`
+/// bytes, moving it if needed (`mremap(addr, old_len, new_len, MREMAP_MAYMOVE)`): its
+/// contents move with it, without a copy. Returns the mapping's (maybe new) start.
+///
+/// # Safety
+/// `addr` must be page-aligned and start a whole mapping of `old_len` bytes the caller
+/// owns; on success the old range must not be used again (only the returned one).
+///
+/// # Errors
+/// `ENOMEM` when no range is free or the limits are reached, `EINVAL` for bad lengths;
+/// the old mapping is then unchanged.
+pub unsafe fn mremap(addr: NonNull<u8>, old_len: usize, new_len: usize) -> Result<NonNull<u8>, Errno> {
+    // SAFETY: the caller owns the mapping and gives up the old range on success.
+    let ret =
+        unsafe { syscalls::syscall4(Sysno::mremap, addr.as_ptr() as usize, old_len, new_len, MREMAP_MAYMOVE as usize) };
+    let new = check(ret)?;
+    NonNull::new(new as *mut u8).ok_or(Errno::ENOMEM)
+}

@@ -36,6 +36,9 @@ use crate::sys::{self, PAGE_SIZE, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE};
 /// dropped arena's address may be reused by a new one; its serial never is).
 static SERIALS: AtomicU64 = AtomicU64::new(1);
 
+/// The most a push commits beyond what it needs (see `Shared::commit`).
+const COMMIT_AHEAD_MAX: usize = 64 * PAGE_SIZE;
+
 /// Functions pushed into live arenas and not retired, process-wide.
 pub(crate) static LIVE_FNS: AtomicUsize = AtomicUsize::new(0);
 
@@ -72,6 +75,14 @@ impl Shared {
         }
         let capacity = crate::registry::checked_round_to_pages(capacity).ok_or(Error::LengthOverflow)?;
         let base = sys::mmap_reserve(capacity).map_err(Error::Os)?;
+        let table = match Table::new(capacity) {
+            Ok(table) => table,
+            Err(error) => {
+                // SAFETY: the reservation was made above and nobody else knows it.
+                let _ = unsafe { sys::munmap(base, capacity) };
+                return Err(error);
+            }
+        };
         let layout = Layout::new::<Shared>();
         let Some((state, _)) = MmapAlloc::map(layout) else {
             // SAFETY: the reservation was made above and nobody else knows it.
@@ -87,7 +98,7 @@ impl Shared {
             capacity,
             refs: AtomicUsize::new(0),
             emitter: AtomicI32::new(0),
-            table: spin::Mutex::new(Table::new(capacity)),
+            table: spin::Mutex::new(table),
         };
         // SAFETY: `state` is a fresh page-aligned mapping of at least size_of::<Shared>()
         // bytes, aligned for it (a page is more than its alignment), owned by nobody else.
@@ -198,6 +209,13 @@ impl Shared {
         table.reserve_one()?;
         self.commit(&mut table, placement)?;
         let addr = self.addr(placement.start);
+        // The alignment padding before the new bytes, and the bytes a closure is handed,
+        // are int3 (pages are filled lazily, so that committing ahead costs nothing).
+        let pad_from = table.next_offset(1);
+        let fill_to = if emitter { placement.end } else { placement.start };
+        // SAFETY: `[pad_from, fill_to)` lies in R|W pages at or after `published_end`
+        // (see below), where no reference exists.
+        unsafe { self.ptr(pad_from).as_ptr().write_bytes(0xCC, fill_to - pad_from) };
         // SAFETY: `[start, end)` lies in pages made R|W by `commit` (now or earlier) and
         // not yet published (placement starts at or after `published_end`); the lock
         // keeps every other push and the publish off them while the slice lives.
@@ -217,13 +235,29 @@ impl Shared {
         Ok((index, addr))
     }
 
-    /// Makes the pages `placement` needs R|W and `0xCC`, counting them against the quota.
-    /// Syscalls: `mprotect`. Nothing changes on an error.
+    /// Makes the pages `placement` needs R|W, counting them against the quota. Their
+    /// bytes are zero until a push or a publish writes them: every byte is `0xCC` or
+    /// pushed code before its page can be published. Syscalls: `mprotect`. Nothing
+    /// changes on an error.
+    ///
+    /// Commits ahead: as much again as is committed already (at least a page, at most
+    /// [`COMMIT_AHEAD_MAX`]), so a growing arena makes a logarithmic number of
+    /// `mprotect` calls; if the quota has no room for that, exactly what is needed.
     fn commit(&self, table: &mut Guard<'_>, placement: Placement) -> Result<(), Error> {
         let (from, to) = placement.commit;
         if from == to {
             return Ok(());
         }
+        let ahead = (from + from.clamp(PAGE_SIZE, COMMIT_AHEAD_MAX)).min(self.capacity);
+        match self.commit_range(from, to.max(ahead)) {
+            Err(Error::QuotaExceeded { .. }) if ahead > to => self.commit_range(from, to)?,
+            other => other?,
+        }
+        table.committed(to.max(ahead));
+        Ok(())
+    }
+
+    fn commit_range(&self, from: usize, to: usize) -> Result<(), Error> {
         let bytes = to - from;
         {
             let mut reg = REGISTRY.write();
@@ -240,10 +274,7 @@ impl Shared {
             REGISTRY.write().unreserve(bytes);
             return Err(Error::Os(errno));
         }
-        // SAFETY: the pages were just made R|W and nothing else knows them yet.
-        unsafe { self.ptr(from).as_ptr().write_bytes(0xCC, bytes) };
         REGISTRY.write().commit_arena_bytes(bytes);
-        table.committed(to);
         Ok(())
     }
 
@@ -254,6 +285,11 @@ impl Shared {
         let Some((from, to)) = table.pending_pages() else {
             return Ok(0..0);
         };
+        // The rest of the last pending page is int3, like the padding between records.
+        let tail = table.next_offset(1);
+        // SAFETY: `[tail, to)` are pending R|W bytes after the last record; no reference
+        // into them exists (pushes hold none past their lock).
+        unsafe { self.ptr(tail).as_ptr().write_bytes(0xCC, to - tail) };
         let base = self.base;
         for rec in table.pending_mut() {
             // SAFETY: a pending record lies in R|W pages of the reservation that the lock

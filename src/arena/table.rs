@@ -128,8 +128,19 @@ pub(crate) struct Placement {
 }
 
 impl Table {
-    pub(crate) const fn new(capacity: usize) -> Table {
-        Table { recs: Vec::new_in(Storage), first_pending: 0, bump: 0, published_end: 0, committed_end: 0, capacity }
+    /// An empty table for a reservation of `capacity` bytes, with room for one record
+    /// per 48 bytes of it (a 40-byte function takes 48), at least a page of records and at
+    /// most 384 KiB of them: untouched pages of the table cost address space only, and
+    /// past that it doubles.
+    ///
+    /// # Errors
+    /// [`Error::RegistryStorage`] if the table's `mmap` fails.
+    pub(crate) fn new(capacity: usize) -> Result<Table, Error> {
+        let mut recs = Vec::new_in(Storage);
+        let per_page = PAGE_SIZE / core::mem::size_of::<Rec>();
+        let initial = (capacity / 48).clamp(per_page, 16 * 1024).next_multiple_of(per_page);
+        recs.try_reserve_exact(initial).map_err(|_| Error::RegistryStorage)?;
+        Ok(Table { recs, first_pending: 0, bump: 0, published_end: 0, committed_end: 0, capacity })
     }
 
     /// The offset the next record of alignment `align` would start at.
@@ -172,6 +183,14 @@ impl Table {
     pub(crate) fn reserve_one(&mut self) -> Result<(), Error> {
         if self.recs.len() >= u32::MAX as usize {
             return Err(Error::ArenaFull { needed: 1, available: 0 });
+        }
+        if self.recs.len() == self.recs.capacity() {
+            // Double, to whole pages: the storage maps whole pages anyway, and each growth
+            // is an mremap (no copy), often a move; doubling keeps them logarithmic and the
+            // slack at most 24 bytes a record.
+            let per_page = PAGE_SIZE / core::mem::size_of::<Rec>();
+            let want = (self.recs.len() * 2).max(per_page).next_multiple_of(per_page);
+            return self.recs.try_reserve_exact(want - self.recs.len()).map_err(|_| Error::RegistryStorage);
         }
         self.recs.try_reserve(1).map_err(|_| Error::RegistryStorage)
     }
@@ -285,7 +304,7 @@ mod tests {
 
     #[test]
     fn pushes_are_aligned_and_commit_pages_as_needed() {
-        let mut t = Table::new(4 * PAGE_SIZE);
+        let mut t = Table::new(4 * PAGE_SIZE).unwrap();
         let (a, pa) = push(&mut t, 40, FN_ALIGN, false);
         assert_eq!((a, pa.start, pa.end, pa.commit), (0, 0, 40, (0, PAGE_SIZE)));
         let (_, pb) = push(&mut t, 40, FN_ALIGN, false);
@@ -299,7 +318,7 @@ mod tests {
 
     #[test]
     fn refusals_change_nothing() {
-        let mut t = Table::new(PAGE_SIZE);
+        let mut t = Table::new(PAGE_SIZE).unwrap();
         assert_eq!(t.place(0, FN_ALIGN), Err(Error::ZeroLength));
         assert_eq!(t.place(MAX_FN_LEN + 1, FN_ALIGN), Err(Error::LengthOverflow));
         assert_eq!(
@@ -314,7 +333,7 @@ mod tests {
 
     #[test]
     fn publishing_moves_on_to_a_fresh_page() {
-        let mut t = Table::new(8 * PAGE_SIZE);
+        let mut t = Table::new(8 * PAGE_SIZE).unwrap();
         assert_eq!(t.pending_pages(), None);
         push(&mut t, 40, FN_ALIGN, false);
         push(&mut t, 40, FN_ALIGN, false);
@@ -329,7 +348,7 @@ mod tests {
 
     #[test]
     fn a_page_is_released_when_its_last_record_retires() {
-        let mut t = Table::new(8 * PAGE_SIZE);
+        let mut t = Table::new(8 * PAGE_SIZE).unwrap();
         // a: [0, 40); b: [48, 48 + 2 pages) straddles pages 0..3; c on page 2.
         push(&mut t, 40, FN_ALIGN, false);
         push(&mut t, 2 * PAGE_SIZE, FN_ALIGN, false);
@@ -344,7 +363,7 @@ mod tests {
 
     #[test]
     fn import_slots_keep_their_page() {
-        let mut t = Table::new(2 * PAGE_SIZE);
+        let mut t = Table::new(2 * PAGE_SIZE).unwrap();
         push(&mut t, 40, FN_ALIGN, false);
         push(&mut t, 8, SLOT_ALIGN, true);
         t.published(PAGE_SIZE);
