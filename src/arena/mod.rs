@@ -13,19 +13,9 @@
 //!   kernel, inaccessible, so a stale raw pointer faults instead of running old code;
 //! - the arena's tables live in memory wildx maps itself, never the global allocator.
 //!
-//! ```
-//! use wildx::Arena;
+//! The rest of this page is `docs/arena.md`.
 //!
-//! let arena = Arena::new(1 << 20)?;                 // 1 MiB of address space, no memory yet
-//! let add = arena.push(&[0x8d, 0x04, 0x37, 0xc3])?; // lea eax, [rdi + rsi]; ret
-//! arena.publish()?;                                 // hashed, then R|X: one mprotect
-//! // SAFETY: the bytes implement `extern "sysv64" fn(i32, i32) -> i32`.
-//! let entry = unsafe { arena.entry::<extern "sysv64" fn(i32, i32) -> i32>(add) }?;
-//! assert_eq!(entry.call((40, 2)), 42);
-//! drop(entry);
-//! arena.retire(add)?;                               // its page goes back to the kernel
-//! # Ok::<(), wildx::Error>(())
-//! ```
+#![doc = include_str!("../../docs/arena.md")]
 
 mod handle;
 mod shared;
