@@ -480,3 +480,68 @@ fn verify_on_call_aborts_the_next_call_of_a_tampered_function_only() {
         "diagnostic names the function: {stderr}"
     );
 }
+
+#[test]
+fn pushes_racing_publishes_keep_the_contract() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let arena = Arena::new(16 << 20).unwrap();
+    let pushed = Mutex::new(Vec::new());
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // A W^X monitor: reads /proc/self/maps for the whole race.
+        let monitor = s.spawn(|| {
+            let mut reads = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let wx: Vec<_> = Maps::read().writable_and_executable().into_iter().map(|m| m.start).collect();
+                assert!(wx.is_empty(), "W|X mapping during the race: {wx:x?}");
+                reads += 1;
+            }
+            reads
+        });
+        let pushers: Vec<_> = (0..2)
+            .map(|t| {
+                let (arena, pushed) = (&arena, &pushed);
+                s.spawn(move || {
+                    for i in 0..2000 {
+                        let value = t * 100_000 + i;
+                        // Sizes from 6 bytes to a little over a page, so functions straddle pages.
+                        let len = 6 + (i as usize * 37) % 4200;
+                        let id = arena
+                            .push_with(len, |_, b| {
+                                b[..5].copy_from_slice(&ret_const(value)[..5]);
+                                b[5..len - 1].fill(0x90);
+                                b[len - 1] = 0xc3;
+                            })
+                            .unwrap();
+                        pushed.lock().unwrap().push((id, value));
+                    }
+                })
+            })
+            .collect();
+        let arena = &arena;
+        let publisher = s.spawn(move || {
+            let mut publishes = 0;
+            while !pushers.iter().all(|p| p.is_finished()) {
+                arena.publish().unwrap();
+                publishes += 1;
+            }
+            for p in pushers {
+                p.join().unwrap();
+            }
+            publishes
+        });
+        assert!(publisher.join().unwrap() > 0);
+        stop.store(true, Ordering::Relaxed);
+        assert!(monitor.join().unwrap() > 0);
+    });
+    arena.publish().unwrap();
+    let pushed = pushed.into_inner().unwrap();
+    assert_eq!(pushed.len(), 4000);
+    for &(id, value) in &pushed {
+        // SAFETY: each function is mov eax, value; nops; ret.
+        assert_eq!(unsafe { arena.entry::<Ret>(id) }.unwrap().call(()), value);
+        assert_eq!(arena.verify(id), Ok(()));
+    }
+    assert_eq!(arena.verify_all(), Ok(()));
+}

@@ -36,7 +36,8 @@ use crate::sys::{self, PAGE_SIZE, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE};
 /// dropped arena's address may be reused by a new one; its serial never is).
 static SERIALS: AtomicU64 = AtomicU64::new(1);
 
-/// The most a push commits beyond what it needs (see `Shared::commit`).
+/// The least and the most a push commits at once (see `Shared::commit`).
+const COMMIT_AHEAD_MIN: usize = 16 * PAGE_SIZE;
 const COMMIT_AHEAD_MAX: usize = 64 * PAGE_SIZE;
 
 /// Functions pushed into live arenas and not retired, process-wide.
@@ -240,20 +241,26 @@ impl Shared {
     /// pushed code before its page can be published. Syscalls: `mprotect`. Nothing
     /// changes on an error.
     ///
-    /// Commits ahead: as much again as is committed already (at least a page, at most
-    /// [`COMMIT_AHEAD_MAX`]), so a growing arena makes a logarithmic number of
-    /// `mprotect` calls; if the quota has no room for that, exactly what is needed.
+    /// Commits ahead: as much again as is committed already, at least
+    /// [`COMMIT_AHEAD_MIN`] and at most [`COMMIT_AHEAD_MAX`] (never past the reservation),
+    /// so a growing arena makes a logarithmic number of `mprotect` calls; if the quota has
+    /// no room for that, exactly what is needed. Untouched committed pages cost no
+    /// memory, only quota.
     fn commit(&self, table: &mut Guard<'_>, placement: Placement) -> Result<(), Error> {
         let (from, to) = placement.commit;
         if from == to {
             return Ok(());
         }
-        let ahead = (from + from.clamp(PAGE_SIZE, COMMIT_AHEAD_MAX)).min(self.capacity);
-        match self.commit_range(from, to.max(ahead)) {
-            Err(Error::QuotaExceeded { .. }) if ahead > to => self.commit_range(from, to)?,
-            other => other?,
-        }
-        table.committed(to.max(ahead));
+        let ahead = (from + from.clamp(COMMIT_AHEAD_MIN, COMMIT_AHEAD_MAX)).min(self.capacity);
+        let committed = match self.commit_range(from, to.max(ahead)) {
+            Ok(()) => to.max(ahead),
+            Err(Error::QuotaExceeded { .. }) if ahead > to => {
+                self.commit_range(from, to)?;
+                to
+            }
+            Err(error) => return Err(error),
+        };
+        table.committed(committed);
         Ok(())
     }
 
