@@ -18,6 +18,7 @@ mod hash;
 pub mod jit;
 mod lock;
 mod page;
+pub mod profiling;
 pub mod raw;
 mod registry;
 mod typed;
