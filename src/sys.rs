@@ -376,8 +376,8 @@ pub(crate) fn clock_monotonic_ns() -> Result<u64, Errno> {
     Ok((ts[0] as u64).wrapping_mul(1_000_000_000).wrapping_add(ts[1] as u64))
 }
 
-/// Maps the first `len` bytes of the file open at `fd`, privately, with protection `prot`
-/// (`mmap(NULL, len, prot, MAP_PRIVATE, fd, 0)`).
+/// Maps `len` bytes of the file open at `fd` from byte `offset` (page-aligned), privately,
+/// with protection `prot` (`mmap(NULL, len, prot, MAP_PRIVATE, fd, offset)`).
 ///
 /// A new mapping at an address the kernel chooses cannot disturb existing memory, so this
 /// is safe; what the mapping may be used for is the caller's business.
@@ -385,10 +385,12 @@ pub(crate) fn clock_monotonic_ns() -> Result<u64, Errno> {
 /// # Errors
 /// `EACCES` if `fd` is not open for reading, `ENODEV`, `ENOMEM`, `EPERM` (e.g. `PROT_EXEC`
 /// on a `noexec` mount).
-pub(crate) fn mmap_file(len: usize, prot: u32, fd: i32) -> Result<NonNull<u8>, Errno> {
+pub(crate) fn mmap_file(len: usize, prot: u32, fd: i32, offset: u64) -> Result<NonNull<u8>, Errno> {
     // SAFETY: with a null hint and without MAP_FIXED the kernel picks an unused range, so
     // no existing mapping is replaced; no pointer argument is dereferenced.
-    let ret = unsafe { syscalls::syscall6(Sysno::mmap, 0, len, prot as usize, MAP_PRIVATE as usize, fd as usize, 0) };
+    let ret = unsafe {
+        syscalls::syscall6(Sysno::mmap, 0, len, prot as usize, MAP_PRIVATE as usize, fd as usize, offset as usize)
+    };
     let addr = check(ret)?;
     NonNull::new(addr as *mut u8).ok_or(Errno::ENOMEM)
 }

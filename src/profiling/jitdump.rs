@@ -7,9 +7,9 @@
 //!   their `CLOCK_MONOTONIC` timestamps and code indexes;
 //! - the marker mapping, the `mmap` of the file that makes `perf record` log the file's
 //!   name and so lets `perf inject` find it, is `PROT_READ|PROT_EXEC` and never writable,
-//!   and it covers only the file's first page, which holds the fixed header and zero
-//!   padding: no name or code byte a caller supplied is ever in an executable mapping
-//!   through it (the header's `total_size` says 4096, and perf skips that far).
+//!   and it maps one page at file offset 1 TiB, past the end of the file: no byte of the
+//!   file (no name or code byte a caller supplied) is ever visible through an executable
+//!   mapping, even as the file grows.
 
 use super::name::MAX_NAME_LEN;
 use super::perf_map::decimal;
@@ -21,9 +21,13 @@ pub(super) const MAGIC: u32 = 0x4A69_5444;
 pub(super) const VERSION: u32 = 1;
 /// `EM_X86_64`.
 pub(super) const ELF_MACH_X86_64: u32 = 62;
-/// The header's size as written: the 40-byte header padded with zeros to a page, so the
-/// marker mapping of the first page holds nothing but the header.
-pub(super) const HEADER_SIZE: usize = PAGE_SIZE;
+/// The header's size. (perf up to at least 6.1 fails on a larger, padded header: its
+/// `jit_open` reads the extra bytes with a zero length.)
+pub(super) const HEADER_SIZE: usize = 40;
+/// Where in the file the marker maps: 1 TiB, far past any byte a dump will hold, so the
+/// executable marker mapping never shows a byte of the file (mapping past the end is
+/// allowed; only touching it would fault, and nothing does).
+pub(super) const MARKER_OFFSET: u64 = 1 << 40;
 /// `JIT_CODE_LOAD`, the record type of a new function.
 pub(super) const JIT_CODE_LOAD: u32 = 0;
 /// Record prefix (id, total_size, timestamp) plus the `JIT_CODE_LOAD` fields before the
@@ -82,11 +86,10 @@ pub(super) fn open() -> Result<(), Errno> {
     let fd = sys::openat(sys::AT_FDCWD, &buf[..len], flags, 0o644)?;
     let result = (|| {
         let head = header(pid, sys::clock_monotonic_ns()?);
-        let padding = [0u8; HEADER_SIZE - 40];
-        write_all(fd, &[&head, &padding], HEADER_SIZE)?;
+        write_all(fd, &[&head], HEADER_SIZE)?;
         let prot = sys::PROT_READ | sys::PROT_EXEC;
         debug_assert!(prot & sys::PROT_WRITE == 0, "the marker mapping is never writable");
-        sys::mmap_file(PAGE_SIZE, prot, fd)
+        sys::mmap_file(PAGE_SIZE, prot, fd, MARKER_OFFSET)
     })();
     match result {
         Ok(marker) => {
