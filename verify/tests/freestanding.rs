@@ -1,6 +1,6 @@
 //! Runs the freestanding binaries natively and checks their ELF images.
 //!
-//! - `smoke`, `two_pages`, `lifecycle` (built by cargo for this test, reached through
+//! - `smoke`, `two_pages`, `lifecycle`, `profile` (built by cargo for this test, reached through
 //!   `CARGO_BIN_EXE_<name>`) must exit 0 with nothing on stderr;
 //! - `panics` must exit 101 after the panic handler's one line;
 //! - `tamper` must die by SIGABRT after the runtime's one-line diagnostic;
@@ -105,6 +105,10 @@ fn lifecycle() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lifecycle"))
 }
 
+fn profile() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_profile"))
+}
+
 fn panics() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_panics"))
 }
@@ -148,6 +152,11 @@ fn lifecycle_refusals_and_quota_recovery() {
 }
 
 #[test]
+fn profile_writes_the_perf_map_line_of_a_named_page() {
+    assert_exits_0(&profile());
+}
+
+#[test]
 fn panic_handler_writes_one_line_and_exits_101() {
     let exe = panics();
     let out = run(&exe);
@@ -185,7 +194,7 @@ fn smoke_min_size_is_within_the_size_goal_and_runs() {
 
 #[test]
 fn every_binary_is_a_static_elf_with_wx_segments() {
-    for exe in [smoke(), two_pages(), lifecycle(), panics(), tamper()] {
+    for exe in [smoke(), two_pages(), lifecycle(), profile(), panics(), tamper()] {
         let data = fs::read(&exe).unwrap_or_else(|e| panic!("read {}: {e}", exe.display()));
         assert_eq!(elf_violations(&data), Vec::<String>::new(), "{}", exe.display());
     }
@@ -271,7 +280,7 @@ fn failure_exit_codes_are_distinct_and_lines_name_their_binary() {
         assert!(count > 0, "{bin} has no failure exits");
     }
     let binaries: std::collections::BTreeSet<_> = seen.iter().map(|(_, bin)| bin.as_str()).collect();
-    assert_eq!(binaries.len(), 5, "binaries with failure exits: {binaries:?}");
+    assert_eq!(binaries.len(), 6, "binaries with failure exits: {binaries:?}");
 }
 
 /// Everything wrong with `data` as a freestanding static W^X executable; empty if it
