@@ -554,6 +554,12 @@ fn gdb_backtrace_names_the_jit_frame() {
     assert!(stdout.contains("SIGTRAP"), "the child did not stop in the JIT code:\n{}", describe(&out));
     let frame0 = stdout.lines().find(|l| l.starts_with("#0")).unwrap_or_else(|| panic!("no bt:\n{}", describe(&out)));
     assert!(frame0.contains(" in wildx_gdb_trap ()"), "frame #0 is not named: {frame0}\n{}", describe(&out));
+    assert!(
+        stdout.lines().any(|l| l.starts_with("#1") || l.starts_with("#2"))
+            && stdout.contains(&format!("in profiling::{name} ()")),
+        "gdb unwinds out of the JIT frame into its caller:\n{}",
+        describe(&out)
+    );
     assert!(!stdout.contains("gdb_freed_before_the_trap"), "{}", describe(&out));
 }
 

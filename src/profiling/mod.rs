@@ -61,6 +61,7 @@ static ENABLE: spin::Mutex<()> = spin::Mutex::new(());
 /// let add = unsafe { page.seal_named::<extern "sysv64" fn(i32, i32) -> i32>("add") }?;
 /// let map = std::fs::read_to_string(format!("/tmp/perf-{}.map", std::process::id())).unwrap();
 /// assert!(map.contains(&format!("{:x} 5 add\n", add.as_ptr() as usize)));
+/// # std::fs::remove_file(format!("/tmp/perf-{}.map", std::process::id())).unwrap();
 /// # Ok::<(), wildx::Error>(())
 /// ```
 pub fn enable_perf_map() -> Result<(), Error> {
@@ -235,5 +236,8 @@ mod tests {
         code_retired(registration);
         #[cfg(feature = "gdb-jit")]
         assert_eq!(gdb_jit::registered(), before);
+        // Other tests in this process may still seal pages: the map stays open on an
+        // unlinked file, which nobody reads again.
+        let _ = std::fs::remove_file(std::format!("/tmp/perf-{}.map", std::process::id()));
     }
 }
