@@ -203,6 +203,45 @@ fn perf_map_refuses_a_planted_symlink() {
     assert_child_passed(name, &out);
 }
 
+/// A forked child's seals do not go into its parent's map (the file is named for the
+/// parent's pid): the child writes nothing.
+#[test]
+fn a_forked_child_writes_nothing_into_its_parents_map() {
+    let name = "a_forked_child_writes_nothing_into_its_parents_map";
+    let Some(out) = run_in_child(name, || {
+        enable_perf_map().unwrap();
+        // SAFETY: this child process has one thread (the harness runs the test on it);
+        // the forked child only seals a page and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            let code = seal_named(&RET42, "sealed_in_the_forked_child");
+            let ok = code.call(()) == 42;
+            // SAFETY: _exit ends the forked child without running the parent's atexit state.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above; `status` is a live local.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "forked child failed: {status}");
+        let code = seal_named(&RET42, "sealed_in_the_parent_after_fork");
+        let map = fs::read_to_string(perf_map_path(std::process::id())).unwrap();
+        let lines = parse_map(&map);
+        assert_eq!(
+            lines,
+            vec![MapLine {
+                start: code.as_ptr() as usize,
+                size: RET42.len(),
+                name: "sealed_in_the_parent_after_fork".into()
+            }]
+        );
+        let _ = fs::remove_file(perf_map_path(std::process::id()));
+    }) else {
+        return;
+    };
+    assert_child_passed(name, &out);
+}
+
 // ---- the jitdump, parsed ----
 
 fn u32_at(b: &[u8], at: usize) -> u32 {

@@ -160,9 +160,9 @@ pub(crate) fn page_sealed(code: &[u8], name: Option<&str>) {
     if on == 0 && !cfg!(feature = "gdb-jit") {
         return;
     }
-    let registration = publish_slow(on, core::iter::once(CodeSym { code, name }), true);
-    // Kept in gdb's list, found again by address at free.
-    core::mem::forget(registration);
+    // Dropping a Registration does not unregister (it has no Drop): the gdb entry stays
+    // in the list, marked as a page's, and `page_freed` finds it again by address.
+    let _kept_in_gdbs_list = publish_slow(on, core::iter::once(CodeSym { code, name }), true);
 }
 
 /// A page at `[start, start + len)` is being unmapped: drops its gdb registration. No-op
