@@ -8,12 +8,12 @@
 //! writable and executable (the only executable mapping is the jitdump marker, read-only,
 //! over the header page).
 //!
-//! The rest of the crate calls three hooks, each after the code it names is executable
-//! and before anything could call it:
-//! - [`code_published`] with a batch of [`CodeSym`]s (one publish of many functions),
-//!   keeping the returned [`Registration`] until the batch's code goes away, then
-//!   [`code_retired`] with it;
-//! - [`page_sealed`] when a page is sealed, and [`page_freed`] when it is unmapped.
+//! Inside the crate, the code that makes memory executable calls the hooks of this module
+//! after the code it names is executable and before anything could call it:
+//! - `code_published` with a batch of `CodeSym`s (one publish of many functions), keeping
+//!   the returned `Registration` until the batch's code goes away, then `code_retired`
+//!   with it;
+//! - `page_sealed` when a page is sealed, and `page_freed` when it is unmapped.
 //!
 //! See `docs/profiling.md` for how to use each profiler.
 
