@@ -363,6 +363,44 @@ fn jitdump_records_match_what_was_sealed_and_the_marker_is_read_exec_past_the_en
     assert_child_passed(name, &out);
 }
 
+/// Records from several threads at once are whole and in order: every record parses,
+/// code indexes run 0..n without gaps, timestamps never go backwards in file order.
+#[test]
+fn jitdump_records_from_many_threads_are_whole_and_ordered() {
+    let name = "jitdump_records_from_many_threads_are_whole_and_ordered";
+    let Some(out) = run_in_child(name, || {
+        let dir = scratch(name);
+        std::env::set_current_dir(&dir).unwrap();
+        enable_jitdump().unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        drop(seal_named(&TRAP, &format!("thread_{t}")));
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let pid = std::process::id();
+        let (_, loads) = parse_jitdump(&fs::read(dir.join(format!("jit-{pid}.dump"))).unwrap(), pid);
+        assert_eq!(loads.len(), 200);
+        for (i, pair) in loads.windows(2).enumerate() {
+            assert!(pair[0].timestamp <= pair[1].timestamp, "record {i}");
+        }
+        for (i, load) in loads.iter().enumerate() {
+            assert_eq!(load.code_index, i as u64);
+            assert_eq!(load.code, TRAP);
+            assert!(load.name.starts_with("thread_"), "{load:?}");
+        }
+        std::env::set_current_dir("/").unwrap();
+        let _ = fs::remove_dir_all(&dir);
+    }) else {
+        return;
+    };
+    assert_child_passed(name, &out);
+}
+
 // ---- the GDB JIT objects, read back ----
 
 #[cfg(feature = "gdb-jit")]
@@ -442,6 +480,41 @@ fn gdb_objects_name_each_sealed_page_and_go_at_free() {
         assert_eq!(syms.len(), before + 2, "freeing a page unregisters it: {syms:?}");
         assert!(!syms.iter().any(|s| s.0 == "gdb_beta"));
         drop((a, c));
+        assert_eq!(gdb_objects::registered_symbols().len(), before);
+    }) else {
+        return;
+    };
+    assert_child_passed(name, &out);
+}
+
+/// Threads sealing and freeing at once leave gdb's list as they found it.
+#[cfg(feature = "gdb-jit")]
+#[test]
+fn gdb_list_balances_under_concurrent_seals_and_frees() {
+    let name = "gdb_list_balances_under_concurrent_seals_and_frees";
+    let Some(out) = run_in_child(name, || {
+        let before = gdb_objects::registered_symbols().len();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mut kept = Vec::new();
+                    for i in 0..100 {
+                        let code = seal_named(&RET42, &format!("t{t}_{i}"));
+                        if i % 3 == 0 {
+                            kept.push(code);
+                        }
+                    }
+                    kept
+                })
+            })
+            .collect();
+        let kept: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let syms = gdb_objects::registered_symbols();
+        assert_eq!(syms.len(), before + kept.len());
+        for code in &kept {
+            assert!(syms.iter().any(|s| s.1 == code.as_ptr() as u64), "{:p} not registered", code.as_ptr());
+        }
+        drop(kept);
         assert_eq!(gdb_objects::registered_symbols().len(), before);
     }) else {
         return;
