@@ -19,6 +19,7 @@ mod hash;
 pub mod jit;
 mod lock;
 mod page;
+pub mod profiling;
 pub mod raw;
 mod registry;
 mod typed;

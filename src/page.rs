@@ -247,10 +247,15 @@ fn alloc_inner(len: usize, access: Access) -> Result<NonNull<u8>, Error> {
 ///
 /// Syscalls: `mprotect`. On any failure the page is unchanged (still WRITABLE).
 pub(crate) fn seal(ptr: *const u8, access: Access) -> Result<u64, Error> {
-    tally(seal_inner(ptr, access), &SEALS)
+    tally(seal_inner(ptr, access, None), &SEALS)
 }
 
-fn seal_inner(ptr: *const u8, access: Access) -> Result<u64, Error> {
+/// [`seal`], naming the code for the profilers (`crate::profiling`).
+pub(crate) fn seal_named(ptr: *const u8, access: Access, name: &str) -> Result<u64, Error> {
+    tally(seal_inner(ptr, access, Some(name)), &SEALS)
+}
+
+fn seal_inner(ptr: *const u8, access: Access, name: Option<&str>) -> Result<u64, Error> {
     let (start, addr) = key(ptr)?;
     let slot = with_idle_page(addr, access, |reg, slot| {
         expect_state(slot, State::Writable)?;
@@ -269,6 +274,10 @@ fn seal_inner(ptr: *const u8, access: Access) -> Result<u64, Error> {
     // bytes (registry invariant) that BUSY keeps alive; removing PROT_WRITE cannot
     // invalidate a Rust reference because no handle can be writing (see above).
     let protected = unsafe { sys::mprotect(start, slot.mapped_len(), prot) };
+    if protected.is_ok() {
+        // SAFETY: as the hash above: BUSY keeps the page mapped; it is R|X now, readable.
+        crate::profiling::page_sealed(unsafe { slice::from_raw_parts(ptr, slot.len()) }, name);
+    }
     let mut reg = REGISTRY.write();
     match protected {
         Ok(()) => {
@@ -301,6 +310,11 @@ fn free_inner(ptr: *const u8, access: Access) -> Result<(), Error> {
     // SAFETY: `start` starts a registered mapping of `mapped_len` bytes; its owner gives
     // it up by calling free, and BUSY keeps every other thread off it.
     let unmapped = unsafe { sys::munmap(start, slot.mapped_len()) };
+    if unmapped.is_ok() {
+        // Still BUSY and registered: no new page at this address is registered (or
+        // named to gdb) until the entry goes below.
+        crate::profiling::page_freed(ptr, slot.mapped_len());
+    }
     let mut reg = REGISTRY.write();
     match unmapped {
         Ok(()) => {

@@ -290,6 +290,111 @@ pub fn sched_yield() {
     let _ = unsafe { syscalls::syscall0(Sysno::sched_yield) };
 }
 
+// ---- profiling: files and clocks ----
+// Used by `crate::profiling` to write the perf map and the jitdump file and to map the
+// jitdump marker. Crate-internal: nothing outside wildx needs them.
+
+/// `AT_FDCWD`: resolve a relative path against the current directory.
+pub(crate) const AT_FDCWD: i32 = -100;
+/// `O_WRONLY`: open for writing only.
+pub(crate) const O_WRONLY: u32 = 0o1;
+/// `O_RDWR`: open for reading and writing.
+pub(crate) const O_RDWR: u32 = 0o2;
+/// `O_CREAT`: create the file if it does not exist.
+pub(crate) const O_CREAT: u32 = 0o100;
+/// `O_TRUNC`: truncate an existing file to length 0.
+pub(crate) const O_TRUNC: u32 = 0o1000;
+/// `O_APPEND`: every write goes to the end of the file, atomically.
+pub(crate) const O_APPEND: u32 = 0o2000;
+/// `O_CLOEXEC`: close the descriptor on `execve`.
+pub(crate) const O_CLOEXEC: u32 = 0o2000000;
+/// `O_NOFOLLOW`: refuse to open a symbolic link as the last path component.
+pub(crate) const O_NOFOLLOW: u32 = 0o400000;
+/// `CLOCK_MONOTONIC`, the clock `perf record -k mono` stamps samples with.
+pub(crate) const CLOCK_MONOTONIC: u32 = 1;
+
+/// Opens `path` (a NUL-terminated byte string) relative to `dirfd` with `flags` and, for
+/// a created file, permission bits `mode`; returns the new descriptor.
+///
+/// # Errors
+/// `EINVAL` if `path` is not NUL-terminated (checked here, before the kernel reads it),
+/// and the usual `openat(2)` errors (`ENOENT`, `EACCES`, `ELOOP` for a symbolic link under
+/// `O_NOFOLLOW`, `EMFILE`, ...).
+pub(crate) fn openat(dirfd: i32, path: &[u8], flags: u32, mode: u32) -> Result<i32, Errno> {
+    if path.last() != Some(&0) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: the kernel reads the path up to its first NUL, which lies inside `path`
+    // (checked above), a slice that lives across the call; nothing else is dereferenced.
+    let ret = unsafe {
+        syscalls::syscall4(Sysno::openat, dirfd as usize, path.as_ptr() as usize, flags as usize, mode as usize)
+    };
+    check(ret).map(|fd| fd as i32)
+}
+
+/// Closes `fd`.
+///
+/// # Errors
+/// `EBADF` for a descriptor that is not open, `EINTR`, `EIO`.
+pub(crate) fn close(fd: i32) -> Result<(), Errno> {
+    // SAFETY: close dereferences no pointers; closing a descriptor wildx opened itself
+    // cannot affect memory.
+    let ret = unsafe { syscalls::syscall1(Sysno::close, fd as usize) };
+    check(ret).map(drop)
+}
+
+/// Writes the buffers of `iov` to `fd` in order with one `writev`, returning the bytes
+/// the kernel took. With `O_APPEND` on a regular file the whole write lands contiguously.
+///
+/// # Errors
+/// As [`write`].
+pub(crate) fn writev(fd: i32, iov: &[&[u8]]) -> Result<usize, Errno> {
+    // struct iovec { void *base; size_t len; }, built on the stack: at most 4 buffers.
+    let mut raw = [[0usize; 2]; 4];
+    if iov.len() > raw.len() {
+        return Err(Errno::EINVAL);
+    }
+    for (slot, buf) in raw.iter_mut().zip(iov) {
+        *slot = [buf.as_ptr() as usize, buf.len()];
+    }
+    // SAFETY: the kernel reads `iov.len()` iovecs from `raw` (a live local) and from each
+    // at most its length in bytes from a slice that lives across the call.
+    let ret = unsafe { syscalls::syscall3(Sysno::writev, fd as usize, raw.as_ptr() as usize, iov.len()) };
+    check(ret)
+}
+
+/// Nanoseconds on `CLOCK_MONOTONIC` (a raw `clock_gettime`, no vDSO).
+///
+/// # Errors
+/// `EINVAL` only if the kernel lacks the clock (never on Linux 2.6+).
+pub(crate) fn clock_monotonic_ns() -> Result<u64, Errno> {
+    // struct timespec { time_t tv_sec; long tv_nsec; }
+    let mut ts = [0i64; 2];
+    // SAFETY: the kernel writes one 16-byte timespec into `ts`, a live local of that size.
+    let ret = unsafe { syscalls::syscall2(Sysno::clock_gettime, CLOCK_MONOTONIC as usize, ts.as_mut_ptr() as usize) };
+    check(ret)?;
+    Ok((ts[0] as u64).wrapping_mul(1_000_000_000).wrapping_add(ts[1] as u64))
+}
+
+/// Maps `len` bytes of the file open at `fd` from byte `offset` (page-aligned), privately,
+/// with protection `prot` (`mmap(NULL, len, prot, MAP_PRIVATE, fd, offset)`).
+///
+/// A new mapping at an address the kernel chooses cannot disturb existing memory, so this
+/// is safe; what the mapping may be used for is the caller's business.
+///
+/// # Errors
+/// `EACCES` if `fd` is not open for reading, `ENODEV`, `ENOMEM`, `EPERM` (e.g. `PROT_EXEC`
+/// on a `noexec` mount).
+pub(crate) fn mmap_file(len: usize, prot: u32, fd: i32, offset: u64) -> Result<NonNull<u8>, Errno> {
+    // SAFETY: with a null hint and without MAP_FIXED the kernel picks an unused range, so
+    // no existing mapping is replaced; no pointer argument is dereferenced.
+    let ret = unsafe {
+        syscalls::syscall6(Sysno::mmap, 0, len, prot as usize, MAP_PRIVATE as usize, fd as usize, offset as usize)
+    };
+    let addr = check(ret)?;
+    NonNull::new(addr as *mut u8).ok_or(Errno::ENOMEM)
+}
+
 // ---- arena: reservations and releases ----
 
 /// `MAP_NORESERVE`: do not reserve swap for the mapping (an arena's reservation is mostly

@@ -146,6 +146,30 @@ impl Page {
         }
     }
 
+    /// [`Page::seal`], naming the code for the profilers: with the perf map or jitdump
+    /// enabled ([`crate::profiling`]) or the `gdb-jit` feature on, the sealed page shows
+    /// up as `name` in `perf report` and in gdb backtraces (and drops out of gdb when
+    /// freed). The name is copied, sanitised (control characters become `_`) and cut to
+    /// [`crate::profiling::MAX_NAME_LEN`] bytes; an empty one becomes `wildx_0x<addr>`.
+    /// Plain [`Page::seal`] names the code after its address.
+    ///
+    /// # Safety
+    /// As [`Page::seal`].
+    ///
+    /// # Errors
+    /// As [`Page::seal`]. Profiling never makes a seal fail: a record that cannot be
+    /// written is dropped.
+    pub unsafe fn seal_named<F: Signature>(self, name: &str) -> Result<Code<F>, SealError> {
+        match page::seal_named(self.as_ptr(), Access::Handle, name) {
+            Ok(_) => {
+                let code = Code { ptr: self.ptr, len: self.len, sig: PhantomData };
+                core::mem::forget(self);
+                Ok(code)
+            }
+            Err(error) => Err(SealError { error, page: self }),
+        }
+    }
+
     /// Frees the page now (what dropping it does), reporting a refusal.
     ///
     /// Syscalls: `munmap`.

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds the freestanding binaries of verify/ in the min-size profile (fat LTO, one
 # codegen unit, opt-level "z", stripped) and runs them outside cargo test:
-#   smoke, two_pages, lifecycle, arena  must exit 0;
+#   smoke, two_pages, lifecycle, arena, profile  must exit 0;
 #   panics                       must exit 101 (the panic handler's code);
 #   tamper                       must be killed by SIGABRT (status 134) after printing
 #                                "wildx: integrity check failed ...";
@@ -17,7 +17,7 @@ target=${CARGO_TARGET_DIR:-target}
 bin="$target/min-size"
 size_goal=8192
 
-cargo build --package wildx-verify --profile min-size --bin smoke --bin two_pages --bin lifecycle --bin arena --bin panics || exit 1
+cargo build --package wildx-verify --profile min-size --bin smoke --bin two_pages --bin lifecycle --bin arena --bin profile --bin panics || exit 1
 cargo build --package wildx-verify --profile min-size --features verify-on-call --bin tamper || exit 1
 
 status=0
@@ -26,7 +26,7 @@ fail() {
     status=1
 }
 
-for name in smoke two_pages lifecycle arena; do
+for name in smoke two_pages lifecycle arena profile; do
     "$bin/$name"
     code=$?
     if [ "$code" -eq 0 ]; then echo "ok: $name exited 0"; else fail "$name exited $code, expected 0"; fi

@@ -124,7 +124,30 @@ impl Arena {
     /// [`Error::ArenaFull`], [`Error::QuotaExceeded`] for the pages it needs,
     /// [`Error::Os`], [`Error::RegistryStorage`], [`Error::Reentrant`]. Nothing changes.
     pub fn push(&self, code: &[u8]) -> Result<FnId, Error> {
-        let (index, _) = self.shared().push(code.len(), FN_ALIGN, false, false, |_, dst| dst.copy_from_slice(code))?;
+        let (index, _) =
+            self.shared().push(code.len(), FN_ALIGN, false, false, None, |_, dst| dst.copy_from_slice(code))?;
+        Ok(self.id(index))
+    }
+
+    /// [`Arena::push`] with a name for profilers and debuggers: the perf map, the jitdump
+    /// file and gdb (see [`crate::profiling`]) show `name` for this function once it is
+    /// published. The name is copied (into memory wildx maps itself), control bytes
+    /// become `_`, and it is cut to [`crate::profiling::MAX_NAME_LEN`] bytes. Unnamed
+    /// functions are named after their address (`wildx_0x...`).
+    ///
+    /// ```
+    /// let arena = wildx::Arena::new(4096)?;
+    /// let id = arena.push_named("answer", &[0xb8, 42, 0, 0, 0, 0xc3])?;
+    /// arena.publish()?;
+    /// # let _ = id;
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Arena::push`]; [`Error::Os`] if the name store cannot grow.
+    pub fn push_named(&self, name: &str, code: &[u8]) -> Result<FnId, Error> {
+        let (index, _) =
+            self.shared().push(code.len(), FN_ALIGN, false, false, Some(name), |_, dst| dst.copy_from_slice(code))?;
         Ok(self.id(index))
     }
 
@@ -152,7 +175,7 @@ impl Arena {
     /// # Errors
     /// As [`Arena::push`] with `len`.
     pub fn push_with(&self, len: usize, emit: impl FnOnce(usize, &mut [u8])) -> Result<FnId, Error> {
-        let (index, _) = self.shared().push(len, FN_ALIGN, false, true, emit)?;
+        let (index, _) = self.shared().push(len, FN_ALIGN, false, true, None, emit)?;
         Ok(self.id(index))
     }
 
@@ -166,7 +189,7 @@ impl Arena {
     /// [`Error::RegistryStorage`], [`Error::Reentrant`]. Nothing changes.
     pub fn import(&self, target: usize) -> Result<usize, Error> {
         let bytes = (target as u64).to_le_bytes();
-        let (_, addr) = self.shared().push(8, SLOT_ALIGN, true, false, |_, dst| dst.copy_from_slice(&bytes))?;
+        let (_, addr) = self.shared().push(8, SLOT_ALIGN, true, false, None, |_, dst| dst.copy_from_slice(&bytes))?;
         Ok(addr)
     }
 
@@ -326,6 +349,9 @@ impl Arena {
         if let Err(error) = self.shared().release(from, to) {
             table.unretire(id.index as usize);
             return Err(error);
+        }
+        if let Some(registration) = table.batch_retired(id.index as usize) {
+            crate::profiling::code_retired(registration);
         }
         // Relaxed: a statistic.
         LIVE_FNS.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);

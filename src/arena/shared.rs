@@ -149,6 +149,10 @@ impl Shared {
         let table = this.table.lock();
         let accessible = accessible_bytes(&table);
         let live = table.records().iter().filter(|r| !r.is_import() && r.state() != RecState::Retired).count();
+        let mut table = table;
+        for registration in table.take_registrations() {
+            crate::profiling::code_retired(registration);
+        }
         drop(table);
         // SAFETY: the reservation is ours; no Entry or lookup uses it any more. A refused
         // munmap (a seccomp policy, or the map-count limit when splitting) leaves it
@@ -203,6 +207,7 @@ impl Shared {
         align: usize,
         import: bool,
         emitter: bool,
+        name: Option<&str>,
         fill: impl FnOnce(usize, &mut [u8]),
     ) -> Result<(usize, usize), Error> {
         let mut table = self.lock()?;
@@ -210,6 +215,10 @@ impl Shared {
         table.reserve_one()?;
         self.commit(&mut table, placement)?;
         let addr = self.addr(placement.start);
+        let name = match name {
+            Some(name) => Some(table.prepare_name(name, addr)?),
+            None => None,
+        };
         // The alignment padding before the new bytes, and the bytes a closure is handed,
         // are int3 (pages are filled lazily, so that committing ahead costs nothing).
         let pad_from = table.next_offset(1);
@@ -228,7 +237,7 @@ impl Shared {
         }
         fill(addr, bytes);
         refill.disarm();
-        let index = table.add(placement, import);
+        let index = table.add(placement, import, name);
         if !import {
             // Relaxed: a statistic.
             LIVE_FNS.fetch_add(1, Ordering::Relaxed);
@@ -310,7 +319,16 @@ impl Shared {
         // a push (each push's slice ends before its lock is released), so removing
         // PROT_WRITE invalidates no reference. Nothing is placed below `to` again.
         unsafe { sys::mprotect(self.ptr(from), to - from, prot) }.map_err(Error::Os)?;
-        Ok(table.published(to))
+        let range = table.published(to);
+        // Executable now, and nothing can call it before we return: the profilers' turn.
+        let bytes = |off, len| {
+            // SAFETY: published records lie in R|X pages that the lock keeps from being
+            // released while the hook reads them.
+            unsafe { self.bytes(off, len) }
+        };
+        let registration = crate::profiling::code_published(table.syms(range.clone(), bytes));
+        table.batch_published(range.clone(), registration);
+        Ok(range)
     }
 
     /// Releases `[from, to)`: `PROT_NONE`, then its memory back to the kernel.

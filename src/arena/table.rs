@@ -16,6 +16,7 @@
 use allocator_api2::vec::Vec;
 
 use crate::error::Error;
+use crate::profiling::{CodeSym, NameRef, Names, Registration};
 use crate::registry::Storage;
 use crate::sys::PAGE_SIZE;
 
@@ -114,6 +115,20 @@ pub(crate) struct Table {
     committed_end: usize,
     /// The reservation's length (page-aligned).
     capacity: usize,
+    /// Names given to pending functions by `push_named`, until they are published.
+    names: Names,
+    /// Which pending record each stored name belongs to, by index (ascending).
+    named: Vec<(usize, NameRef), Storage>,
+    /// Published batches with something registered for them (a gdb object): the index
+    /// one past the batch's last record, its live functions, and the registration.
+    batches: Vec<Batch, Storage>,
+}
+
+/// A published batch whose profiler registration lives until its last function retires.
+struct Batch {
+    end: usize,
+    live: usize,
+    registration: Registration,
 }
 
 /// Where a push will land, before anything is changed.
@@ -140,7 +155,17 @@ impl Table {
         let per_page = PAGE_SIZE / core::mem::size_of::<Rec>();
         let initial = (capacity / 48).clamp(per_page, 16 * 1024).next_multiple_of(per_page);
         recs.try_reserve_exact(initial).map_err(|_| Error::RegistryStorage)?;
-        Ok(Table { recs, first_pending: 0, bump: 0, published_end: 0, committed_end: 0, capacity })
+        Ok(Table {
+            recs,
+            first_pending: 0,
+            bump: 0,
+            published_end: 0,
+            committed_end: 0,
+            capacity,
+            names: Names::new(),
+            named: Vec::new_in(Storage),
+            batches: Vec::new_in(Storage),
+        })
     }
 
     /// The offset the next record of alignment `align` would start at.
@@ -195,13 +220,75 @@ impl Table {
         self.recs.try_reserve(1).map_err(|_| Error::RegistryStorage)
     }
 
-    /// Adds a pending record at `placement` (after [`Table::reserve_one`]); returns its
-    /// index.
-    pub(crate) fn add(&mut self, placement: Placement, import: bool) -> usize {
+    /// Stores `name` for the next record, to be attached by [`Table::add`]. Nothing is
+    /// attached if the push then fails.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if the name store cannot grow.
+    pub(crate) fn prepare_name(&mut self, name: &str, addr: usize) -> Result<NameRef, Error> {
+        self.named.try_reserve(1).map_err(|_| Error::RegistryStorage)?;
+        self.names.push(Some(name), addr)
+    }
+
+    /// Adds a pending record at `placement` (after [`Table::reserve_one`], and
+    /// [`Table::prepare_name`] for a named one); returns its index.
+    pub(crate) fn add(&mut self, placement: Placement, import: bool, name: Option<NameRef>) -> usize {
         debug_assert!(placement.start >= self.next_offset(1) && placement.end <= self.committed_end);
         self.recs.push(Rec::new(placement.start, placement.end - placement.start, import));
         self.bump = placement.end;
-        self.recs.len() - 1
+        let index = self.recs.len() - 1;
+        if let Some(name) = name {
+            // Cannot fail: `prepare_name` reserved the room.
+            self.named.push((index, name));
+        }
+        index
+    }
+
+    /// The functions of the published `range` as the profilers want them, with the bytes
+    /// `bytes(off, len)` gives.
+    pub(crate) fn syms<'t>(
+        &'t self,
+        range: core::ops::Range<usize>,
+        bytes: impl Fn(usize, usize) -> &'t [u8] + Clone + 't,
+    ) -> impl Iterator<Item = CodeSym<'t>> + Clone + 't {
+        let named = &self.named;
+        let names = &self.names;
+        range.filter(|&i| !self.recs[i].is_import()).map(move |i| {
+            let rec = &self.recs[i];
+            let name = named.binary_search_by_key(&i, |&(index, _)| index).ok().map(|at| names.get(named[at].1));
+            CodeSym { code: bytes(rec.off, rec.len()), name }
+        })
+    }
+
+    /// After a publish: forgets the pending names, and keeps the batch's registration
+    /// (if it holds anything) until its functions retire.
+    pub(crate) fn batch_published(&mut self, range: core::ops::Range<usize>, registration: Registration) {
+        self.named.clear();
+        self.names.clear();
+        if registration.is_empty() {
+            return;
+        }
+        let live = self.recs[range.clone()].iter().filter(|r| !r.is_import()).count();
+        // Without room to keep it, drop it now: gdb loses the batch's names, nothing
+        // else changes.
+        if live == 0 || self.batches.try_reserve(1).is_err() {
+            crate::profiling::code_retired(registration);
+            return;
+        }
+        self.batches.push(Batch { end: range.end, live, registration });
+    }
+
+    /// Function `index` retired: returns its batch's registration if it was the last.
+    pub(crate) fn batch_retired(&mut self, index: usize) -> Option<Registration> {
+        let at = self.batches.partition_point(|b| b.end <= index);
+        let batch = self.batches.get_mut(at)?;
+        batch.live -= 1;
+        (batch.live == 0).then(|| core::mem::take(&mut self.batches[at].registration))
+    }
+
+    /// Every registration still held (the arena is going away).
+    pub(crate) fn take_registrations(&mut self) -> impl Iterator<Item = Registration> + '_ {
+        self.batches.drain(..).map(|b| b.registration)
     }
 
     /// The pending bytes' pages, `[from, to)`, or `None` if nothing is pending.
@@ -299,7 +386,7 @@ mod tests {
         let p = t.place(len, align).unwrap();
         t.committed(p.commit.1);
         t.reserve_one().unwrap();
-        (t.add(p, import), p)
+        (t.add(p, import, None), p)
     }
 
     #[test]

@@ -44,7 +44,8 @@ int main(void) {
 
     wildx_stats(&s);
     CHECK(22, s.arenas == before.arenas + 1 && s.arena_functions == before.arena_functions + 2);
-    CHECK(23, s.arena_bytes == before.arena_bytes + 4096 && s.live_bytes == before.live_bytes + 4096);
+    size_t grown = s.arena_bytes - before.arena_bytes; /* pages are committed ahead */
+    CHECK(23, grown > 0 && grown % 4096 == 0 && s.live_bytes - before.live_bytes == grown);
 
     CHECK(24, wildx_arena_retire(arena, (char *)f + 1) == -1); /* not a function start */
     CHECK(25, wildx_arena_retire(arena, f) == 0 && wildx_arena_retire(arena, f) == -1);

@@ -1,6 +1,6 @@
 //! Runs the freestanding binaries natively and checks their ELF images.
 //!
-//! - `smoke`, `two_pages`, `lifecycle`, `arena` (built by cargo for this test, reached through
+//! - `smoke`, `two_pages`, `lifecycle`, `arena`, `profile` (built by cargo for this test, reached through
 //!   `CARGO_BIN_EXE_<name>`) must exit 0 with nothing on stderr;
 //! - `panics` must exit 101 after the panic handler's one line;
 //! - `tamper` must die by SIGABRT after the runtime's one-line diagnostic;
@@ -109,6 +109,10 @@ fn arena() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_arena"))
 }
 
+fn profile() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_profile"))
+}
+
 fn panics() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_panics"))
 }
@@ -157,6 +161,11 @@ fn arena_pushes_publishes_calls_retires_and_balances_without_a_heap() {
 }
 
 #[test]
+fn profile_writes_the_perf_map_line_of_a_named_page() {
+    assert_exits_0(&profile());
+}
+
+#[test]
 fn panic_handler_writes_one_line_and_exits_101() {
     let exe = panics();
     let out = run(&exe);
@@ -194,7 +203,7 @@ fn smoke_min_size_is_within_the_size_goal_and_runs() {
 
 #[test]
 fn every_binary_is_a_static_elf_with_wx_segments() {
-    for exe in [smoke(), two_pages(), lifecycle(), arena(), panics(), tamper()] {
+    for exe in [smoke(), two_pages(), lifecycle(), arena(), profile(), panics(), tamper()] {
         let data = fs::read(&exe).unwrap_or_else(|e| panic!("read {}: {e}", exe.display()));
         assert_eq!(elf_violations(&data), Vec::<String>::new(), "{}", exe.display());
     }
