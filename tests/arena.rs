@@ -344,15 +344,21 @@ fn maps_stay_few_and_return_to_baseline_with_stats_balanced() {
         let count = maps.text().lines().count();
         let m = maps.parse();
         assert!(m.writable_and_executable().is_empty());
-        // The reservation: R|X runs merge into one, the R|W window of pages committed
-        // ahead is one, the rest stays one PROT_NONE mapping; the arena's state page and
-        // its record table are one each.
+        // Inside the reservation: R|X runs merge into one, the R|W window of pages
+        // committed ahead is one, the rest stays one PROT_NONE mapping.
+        let (lo, hi) = (arena.base(), arena.base() + arena.capacity());
+        let inside = m.mappings.iter().filter(|x| x.start < hi && x.end > lo).count();
+        assert!(inside <= 3, "the reservation is split into {inside} mappings");
+        // Outside it: the arena's state page and its record table. (With `gdb-jit`, each
+        // publish also registers a small ELF object of its own for gdb.)
         let added: Vec<&str> = maps.text().lines().filter(|l| !baseline.contains(*l)).collect();
-        assert!(
-            count <= base_count + 5,
-            "100 000 functions in 100 batches added {} mappings: {added:#?}",
-            count - base_count
-        );
+        if !cfg!(feature = "gdb-jit") {
+            assert!(
+                count <= base_count + 5,
+                "100 000 functions in 100 batches added {} mappings: {added:#?}",
+                count - base_count
+            );
+        }
         let stats = wildx::stats();
         assert_eq!(stats.arenas, stats0.arenas + 1);
         assert_eq!(stats.arena_functions, stats0.arena_functions + 100_000);
