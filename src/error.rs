@@ -7,6 +7,7 @@ use core::fmt;
 
 use crate::registry::State;
 use crate::sys::Errno;
+use crate::validate::Violation;
 
 /// Why a wildx operation was refused. Nothing changed when one is returned, except
 /// where a variant says otherwise.
@@ -60,6 +61,8 @@ pub enum Error {
     RegistryStorage,
     /// The kernel refused a syscall (`mmap`, `mprotect` or `munmap`) with this errno.
     Os(Errno),
+    /// The validator rejected the code ([`crate::jit::compile`]): where, and which rule.
+    Rejected(Violation),
 }
 
 impl fmt::Display for Error {
@@ -87,6 +90,7 @@ impl fmt::Display for Error {
                  a hardened kernel) forbids executable memory or this memory operation"
             ),
             Error::Os(errno) => write!(f, "the kernel refused: {errno}"),
+            Error::Rejected(violation) => write!(f, "{violation}"),
         }
     }
 }

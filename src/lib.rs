@@ -21,6 +21,7 @@ mod page;
 pub mod raw;
 mod registry;
 mod typed;
+pub mod validate;
 
 pub use error::Error;
 pub use global::MmapAlloc;
