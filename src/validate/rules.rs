@@ -98,13 +98,24 @@ pub(crate) fn check(code: &[u8], abi: Option<Abi>) -> Result<(), Violation> {
     if code.len() > MAX_LEN {
         return Err(at0(Rule::TooLarge));
     }
-    if code.len() <= STACK_LEN {
-        let mut states = [State::ZERO; STACK_LEN];
-        run(code, abi, &mut states[..code.len()])
+    // Zeroing scratch costs more than checking short code: size it to the code.
+    if code.len() <= 32 {
+        on_stack::<32>(code, abi)
+    } else if code.len() <= 64 {
+        on_stack::<64>(code, abi)
+    } else if code.len() <= 128 {
+        on_stack::<128>(code, abi)
+    } else if code.len() <= STACK_LEN {
+        on_stack::<STACK_LEN>(code, abi)
     } else {
         let mut mapped = Mapped::new(code.len()).ok_or(at0(Rule::NoScratch))?;
         run(code, abi, mapped.states())
     }
+}
+
+fn on_stack<const N: usize>(code: &[u8], abi: Option<Abi>) -> Result<(), Violation> {
+    let mut states = [State::ZERO; N];
+    run(code, abi, &mut states[..code.len()])
 }
 
 fn run(code: &[u8], abi: Option<Abi>, states: &mut [State]) -> Result<(), Violation> {
