@@ -482,6 +482,13 @@ fn every_error() -> Vec<(Error, &'static str)> {
              a hardened kernel) forbids executable memory or this memory operation",
         ),
         (Error::Os(Errno::from_raw(75)), "the kernel refused: errno 75"),
+        (
+            Error::Rejected(wildx::validate::Violation {
+                offset: 12,
+                rule: wildx::validate::Rule::JumpIntoInstruction,
+            }),
+            "offset 12: jump into the middle of an instruction",
+        ),
     ];
     for (e, _) in &all {
         match e {
@@ -495,7 +502,8 @@ fn every_error() -> Vec<(Error, &'static str)> {
             | Error::HeldByHandle
             | Error::IntegrityMismatch { .. }
             | Error::RegistryStorage
-            | Error::Os(_) => {}
+            | Error::Os(_)
+            | Error::Rejected(_) => {}
         }
     }
     all

@@ -249,7 +249,7 @@ impl Rng {
 fn bad_input_is_rejected_without_panic() {
     assert_eq!(structural(&[]).unwrap_err().rule, Rule::Empty);
     // Every strict prefix of real instructions is truncated, never a panic or an accept.
-    for code in [&FACT[..], fixture!("collatz.gcc"), &[0x48, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 0xc3]] {
+    for code in [FACT, fixture!("collatz.gcc"), &[0x48, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 0xc3]] {
         for cut in 1..code.len() {
             let v = structural(&code[..cut]).unwrap_err();
             assert!(matches!(v.rule, Rule::Truncated | Rule::FallsOffEnd | Rule::JumpOutside), "{cut}: {v}");
@@ -552,7 +552,7 @@ fn random_function(rng: &mut Rng) -> Vec<u8> {
             7 => {
                 c.extend([0xf2, 0x0f, 0x58 + rng.below(2) as u8, 0xc0 | (rng.below(8) as u8) << 3 | rng.below(8) as u8])
             } // addsd/mulsd
-            8 => c.extend([0xf2, 0x48 | ((r >> 3) << 2), 0x0f, 0x2a, 0xc0 | (rng.below(8) as u8) << 3 | (s & 7) | 0]), // cvtsi2sd xmm, r64 (s low bits)
+            8 => c.extend([0xf2, 0x48 | (s >> 3), 0x0f, 0x2a, 0xc0 | (rng.below(8) as u8) << 3 | (s & 7)]), // cvtsi2sd xmm, s
             9 if pending_branch.is_none() => {
                 c.extend([0x74 + rng.below(4) as u8 * 2, 0x00]);
                 pending_branch = Some(c.len());
