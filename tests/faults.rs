@@ -519,7 +519,7 @@ fn every_error_variant_displays_exactly() {
     }
     // Every variant is there (the match in every_error keeps this honest).
     let variants: std::collections::HashSet<_> = all.iter().map(|(e, _)| std::mem::discriminant(e)).collect();
-    assert_eq!(variants.len(), 11);
+    assert_eq!(variants.len(), 12);
 }
 
 #[test]
