@@ -922,7 +922,7 @@ fn two_byte(d: &mut D, o: &mut Out) -> Result<(), Rule> {
         0xb8 if pfx == Pfx::F3 => bitscan(d, o, v, false),
         0xbc | 0xbd if matches!(pfx, Pfx::None | Pfx::P66 | Pfx::F3) => bitscan(d, o, v, pfx != Pfx::F3),
         // 0F C8-CF: bswap r32/r64
-        0xc8..=0xcf if !d.p66 => {
+        0xc8..=0xcf if !d.p66 && !d.f2 && !d.f3 => {
             let r = (op & 7) | d.b;
             o.reads |= gpr(r);
             o.writes |= gpr(r);

@@ -25,6 +25,8 @@ const START: u8 = 1;
 const REACHED: u8 = 2;
 /// Its state changed since it was last processed.
 const PENDING: u8 = 4;
+/// A direct jump lands here.
+const TARGET: u8 = 8;
 
 /// "Something else": no value the rules follow.
 const OTHER: i16 = i16::MAX;
@@ -41,6 +43,8 @@ const CALLEE_SAVED: [u8; 6] = [3, 5, 12, 13, 14, 15];
 #[repr(C)]
 pub(crate) struct State {
     flags: u8,
+    /// The length of the instruction starting here.
+    len: u8,
     /// Per GPR: `<= 0`: entry rsp + that offset; 1..=6: the caller's value of
     /// `CALLEE_SAVED[v - 1]`; [`OTHER`].
     regs: [i16; 16],
@@ -51,11 +55,12 @@ pub(crate) struct State {
 }
 
 impl State {
-    const ZERO: State = State { flags: 0, regs: [0; 16], slots: [0; SLOTS], defined: 0 };
+    const ZERO: State = State { flags: 0, len: 0, regs: [0; 16], slots: [0; SLOTS], defined: 0 };
 
     /// The state at entry for `abi`.
     fn entry(abi: Option<Abi>) -> State {
-        let mut s = State { flags: START | REACHED | PENDING, regs: [OTHER; 16], slots: [0; SLOTS], defined: 0 };
+        let mut s =
+            State { flags: START | REACHED | PENDING, len: 0, regs: [OTHER; 16], slots: [0; SLOTS], defined: 0 };
         s.regs[RSP as usize] = 0;
         for (k, &r) in CALLEE_SAVED.iter().enumerate() {
             s.regs[r as usize] = k as i16 + 1;
@@ -119,43 +124,54 @@ fn on_stack<const N: usize>(code: &[u8], abi: Option<Abi>) -> Result<(), Violati
 }
 
 fn run(code: &[u8], abi: Option<Abi>, states: &mut [State]) -> Result<(), Violation> {
-    // 1. Linear sweep: every byte belongs to exactly one instruction of the subset.
+    // 1. Linear sweep: every byte belongs to exactly one instruction of the subset;
+    //    direct transfers land inside the code, calls only on 0.
     let mut at = 0;
+    let mut targets = false;
     while at < code.len() {
         let insn = decode::decode(code, at).map_err(|rule| Violation { offset: at, rule })?;
-        states[at].flags = START;
-        at += insn.len as usize;
-    }
-    // 2. Direct transfers land on instruction starts inside the code; calls only on 0.
-    let mut at = 0;
-    while at < code.len() {
-        let insn = decode(code, at);
         let fail = |rule| Err(Violation { offset: at, rule });
         match insn.flow {
             Flow::Jump(t) | Flow::Branch(t) => {
                 if t < 0 || t as usize >= code.len() {
                     return fail(Rule::JumpOutside);
                 }
-                if states[t as usize].flags & START == 0 {
-                    return fail(Rule::JumpIntoInstruction);
-                }
+                states[t as usize].flags |= TARGET;
+                targets = true;
             }
             Flow::Call(t) if t != 0 => return fail(Rule::CallTarget),
             _ => {}
         }
+        states[at].flags |= START;
+        states[at].len = insn.len;
         at += insn.len as usize;
+    }
+    // 2. Every jump lands on an instruction start. Only if one does not, find the first
+    //    such jump for the report.
+    if targets && states.iter().any(|s| s.flags & (TARGET | START) == TARGET) {
+        let mut at = 0;
+        while at < code.len() {
+            if let Flow::Jump(t) | Flow::Branch(t) = decode(code, at).flow {
+                if states[t as usize].flags & START == 0 {
+                    return Err(Violation { offset: at, rule: Rule::JumpIntoInstruction });
+                }
+            }
+            at += states[at].len as usize;
+        }
     }
     // 3. Data flow from the entry over reachable instructions, in address order,
     //    rescanning from the lowest state that a backward edge changed.
+    let len0 = states[0].len;
     states[0] = State::entry(abi);
+    states[0].len = len0;
     let mut from = Some(0);
     while let Some(start) = from.take() {
         let mut at = start;
         while at < code.len() {
-            let insn = decode(code, at);
-            let next = at + insn.len as usize;
+            let next = at + states[at].len as usize;
             if states[at].flags & PENDING != 0 {
                 states[at].flags &= !PENDING;
+                let insn = decode(code, at);
                 let fail = |rule| Violation { offset: at, rule };
                 let mut s = states[at];
                 let succ = step(code, abi, &insn, at, &mut s).map_err(fail)?;
@@ -166,9 +182,10 @@ fn run(code: &[u8], abi: Option<Abi>, states: &mut [State]) -> Result<(), Violat
                     }
                     let target = &mut states[t];
                     let changed = if target.flags & REACHED == 0 {
-                        let flags = target.flags;
+                        let (flags, len) = (target.flags, target.len);
                         *target = s;
                         target.flags = flags | REACHED;
+                        target.len = len;
                         true
                     } else {
                         target.meet(&s).map_err(fail)?
