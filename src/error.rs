@@ -61,7 +61,8 @@ pub enum Error {
     RegistryStorage,
     /// The kernel refused a syscall (`mmap`, `mprotect` or `munmap`) with this errno.
     Os(Errno),
-    /// The validator rejected the code ([`crate::jit::compile`]): where, and which rule.
+    /// The validator rejected the code (`jit::compile`, feature `validate`): where, and
+    /// which rule.
     Rejected(Violation),
 }
 

@@ -1,12 +1,12 @@
 //! The validator: which byte strings may run as a typed function without `unsafe`.
 //!
-//! Invariant owned here: a byte string that [`structural`] accepts decodes, from its
+//! Invariant owned here: a byte string that `structural` accepts decodes, from its
 //! first byte, into instructions of the accepted subset that cover every byte exactly
 //! once, whose direct transfers land on those instructions' starts inside the code,
 //! whose only call is to the code's own start, which reach no `int3`, never fall off the
 //! end, and contain no system, trapping or I/O instruction, no indirect or far transfer
 //! and no segment override, `lock` or `rep` prefix. A byte string that the checks behind
-//! [`crate::jit::compile`] accept for a signature `F` satisfies all that and, run as `F`
+//! `crate::jit::compile` accept for a signature `F` satisfies all that and, run as `F`
 //! from a call that follows the System V ABI, touches no memory but its own stack frame
 //! (at most [`FRAME_LIMIT`] bytes below the return address, plus the 128-byte red zone
 //! below `rsp`) and its own bytes (read only), returns with `rsp` back at the return
