@@ -2,6 +2,10 @@
 //! idioms that must pass, real compiler output run through `compile`, differential
 //! decoding against iced-x86 (random bytes and the `.text` of real binaries), bad input,
 //! and execution fuzzing of accepted code in child processes on a guarded stack.
+//!
+//! This file needs `unsafe` for the execution fuzzer: `fork`, `mmap`/`mprotect` of the
+//! guarded stack, and a call into accepted code through an assembly trampoline that
+//! switches to that stack and checks the callee-saved registers.
 
 #![allow(unsafe_code)]
 #![allow(missing_docs)]

@@ -754,7 +754,7 @@ fn two_byte(d: &mut D, o: &mut Out) -> Result<(), Rule> {
             Ok(())
         }
         // 0F 1F /0: nop Ev (the multi-byte nops; the operand is not accessed)
-        0x1f if pfx == Pfx::None || (pfx == Pfx::P66 && !d.f2 && !d.f3) => {
+        0x1f if matches!(pfx, Pfx::None | Pfx::P66) => {
             let (reg, rm) = d.modrm(v, false)?;
             if reg & 7 != 0 {
                 return Err(Rule::Unknown);
@@ -773,11 +773,9 @@ fn two_byte(d: &mut D, o: &mut Out) -> Result<(), Rule> {
                 _ => 16,
             };
             let (reg, rm) = d.modrm(size, false)?;
-            let scalar_reg = size < 16 && matches!(rm, Rm::Reg(_));
             if op == 0x10 {
                 o.rm(rm, true, false, xbit);
                 // movss/movsd xmm, xmm merge into the destination: a write (see docs).
-                let _ = scalar_reg;
                 o.writes |= xmm(reg);
             } else {
                 o.rm(rm, false, true, xbit);
