@@ -7,6 +7,7 @@ use core::fmt;
 
 use crate::registry::State;
 use crate::sys::Errno;
+use crate::validate::Violation;
 
 /// Why a wildx operation was refused. Nothing changed when one is returned, except
 /// where a variant says otherwise.
@@ -80,6 +81,9 @@ pub enum Error {
     /// The call was made from inside a `push_with` closure on the same arena, which holds
     /// the arena while it runs; going on would deadlock.
     Reentrant,
+    /// The validator rejected the code (`jit::compile`, feature `validate`): where, and
+    /// which rule.
+    Rejected(Violation),
 }
 
 impl fmt::Display for Error {
@@ -114,6 +118,7 @@ impl fmt::Display for Error {
             Error::Retired => f.write_str("function is retired"),
             Error::EntryAlive { entries } => write!(f, "function has {entries} live entries"),
             Error::Reentrant => f.write_str("arena used from inside its own push_with closure"),
+            Error::Rejected(violation) => write!(f, "{violation}"),
         }
     }
 }

@@ -119,3 +119,50 @@ pub fn install_add(page: &mut Page) -> Result<(), Error> {
     bytes.get_mut(..ADD_I32.len()).ok_or(Error::TooSmall { needed: ADD_I32.len(), len })?.copy_from_slice(&ADD_I32);
     Ok(())
 }
+
+/// Validates `code` as a function of signature `F` and seals it: safe JIT.
+///
+/// What acceptance proves (`docs/validator.md` has the full rules): the bytes decode,
+/// from the first, into instructions of a subset of x86-64 (integer and scalar SSE
+/// arithmetic, moves, compares, direct jumps, `ret`) that cover every byte; every jump
+/// lands on one of those instructions inside the code; the only call is a recursive
+/// call to the code's own start; no path reaches an `int3` or falls off the end; there
+/// is no system, trapping or I/O instruction, no indirect transfer, no segment override,
+/// `lock` or `rep`. Run as `F` (any arguments), the code touches only its own stack frame
+/// (at most [`crate::validate::FRAME_LIMIT`] bytes below the return address, plus the
+/// red zone) and reads only its own bytes besides; it returns with `rsp` balanced and
+/// `rbx`, `rbp`, `r12`-`r15` restored, reads no argument register that `F` does not
+/// define, and has written the return register. That is what [`Page::seal`]'s safety
+/// contract asks for, so [`Code::call`] on the result is safe.
+///
+/// What it does not prove: that the code terminates (a loop may spin forever, a
+/// recursion may run until the stack's guard page kills the process with SIGSEGV), that
+/// it does not divide by zero (SIGFPE), or that it computes what you meant.
+///
+/// Syscalls: those of [`Page::with_code`] and the seal (`mmap`, `mprotect`), plus an
+/// `mmap`/`munmap` of scratch memory for code longer than 256 bytes.
+///
+/// ```
+/// // lea eax, [rdi + rsi]; ret
+/// let add = wildx::jit::compile::<extern "sysv64" fn(i32, i32) -> i32>(&[0x8d, 0x04, 0x37, 0xc3])?;
+/// assert_eq!(add.call((7, 35)), 42);
+/// // mov [rdi], eax; ret: a store through an argument is refused.
+/// let err = wildx::jit::compile::<extern "sysv64" fn(u64)>(&[0x89, 0x07, 0xc3]).unwrap_err();
+/// assert_eq!(err.to_string(), "offset 0: memory operand outside the frame, the red zone and the function's own bytes");
+/// # Ok::<(), wildx::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Rejected`] with the offset and rule the code broke (nothing is mapped then);
+/// those of [`Page::with_code`] and [`Page::seal`].
+#[cfg(feature = "validate")]
+pub fn compile<F: crate::validate::ValidSignature>(code: &[u8]) -> Result<Code<F>, Error> {
+    crate::validate::function::<F>(code).map_err(Error::Rejected)?;
+    let page = Page::with_code(code)?;
+    // SAFETY: `validate::function::<F>` accepted exactly these bytes (the page holds
+    // `code` at its start; the int3 padding after it is unreachable by the control-flow
+    // rules): they only touch their own frame and bytes, preserve the callee-saved
+    // registers and rsp, define the return register and make no syscall or escape,
+    // which is `Page::seal`'s contract for `F`.
+    Ok(unsafe { page.seal::<F>() }?)
+}

@@ -23,6 +23,7 @@ pub mod profiling;
 pub mod raw;
 mod registry;
 mod typed;
+pub mod validate;
 
 pub use arena::{Arena, Entry, FnId};
 pub use error::Error;

@@ -487,6 +487,13 @@ fn every_error() -> Vec<(Error, &'static str)> {
         (Error::Retired, "function is retired"),
         (Error::EntryAlive { entries: 2 }, "function has 2 live entries"),
         (Error::Reentrant, "arena used from inside its own push_with closure"),
+        (
+            Error::Rejected(wildx::validate::Violation {
+                offset: 12,
+                rule: wildx::validate::Rule::JumpIntoInstruction,
+            }),
+            "offset 12: jump into the middle of an instruction",
+        ),
     ];
     for (e, _) in &all {
         match e {
@@ -505,7 +512,8 @@ fn every_error() -> Vec<(Error, &'static str)> {
             | Error::ForeignFn
             | Error::Retired
             | Error::EntryAlive { .. }
-            | Error::Reentrant => {}
+            | Error::Reentrant
+            | Error::Rejected(_) => {}
         }
     }
     all
@@ -521,7 +529,7 @@ fn every_error_variant_displays_exactly() {
     }
     // Every variant is there (the match in every_error keeps this honest).
     let variants: std::collections::HashSet<_> = all.iter().map(|(e, _)| std::mem::discriminant(e)).collect();
-    assert_eq!(variants.len(), 16);
+    assert_eq!(variants.len(), 17);
 }
 
 #[test]

@@ -1,0 +1,990 @@
+//! The decoder: exact lengths and operands for the accepted subset of x86-64.
+//!
+//! Invariant owned here: [`decode`] returns an [`Insn`] only for an instruction of the
+//! subset, with the length the processor would use and every register it reads or
+//! writes and every memory operand it touches; anything else is an error, never a
+//! guess. The tables below follow the Intel SDM opcode maps (Volume 2, Appendix A):
+//! the one-byte map first, then the two-byte `0F` map, each row commented with its
+//! mnemonic. Rows that are not written are not in the subset.
+
+use super::Rule;
+
+/// Register numbers: the sixteen GPRs are 0..=15 in encoding order (`rax`, `rcx`, `rdx`,
+/// `rbx`, `rsp`, `rbp`, `rsi`, `rdi`, `r8`..`r15`); XMM registers are bits 16..=31 of a
+/// register mask.
+pub(crate) const RAX: u8 = 0;
+pub(crate) const RCX: u8 = 1;
+pub(crate) const RDX: u8 = 2;
+pub(crate) const RSP: u8 = 4;
+pub(crate) const RBP: u8 = 5;
+/// No register (a memory operand without base or index).
+pub(crate) const NONE: u8 = 0xff;
+/// The base of a RIP-relative operand.
+pub(crate) const RIP: u8 = 0xfe;
+
+/// The mask bit of GPR `r`.
+pub(crate) const fn gpr(r: u8) -> u32 {
+    1 << r
+}
+
+/// The mask bit of XMM register `x`.
+pub(crate) const fn xmm(x: u8) -> u32 {
+    1 << (16 + x)
+}
+
+/// How control leaves an instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Falls through to the next instruction.
+    Next,
+    /// `jmp rel`: only to the target (an offset from the start of the code; may be
+    /// outside it).
+    Jump(i64),
+    /// `jcc rel`: to the target or the next instruction.
+    Branch(i64),
+    /// `call rel32`: to the target, then back to the next instruction.
+    Call(i64),
+    /// `ret`.
+    Ret,
+    /// `int3`: a trap, accepted only where nothing reaches it.
+    Trap,
+}
+
+/// What an instruction does to the stack and to the values the ABI rules follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Nothing the rules follow beyond its register masks and memory operand.
+    Other,
+    /// `push r64` (`NONE` for `push imm`).
+    Push(u8),
+    /// `pop r64`.
+    Pop(u8),
+    /// `mov r64, r64`: `dst` gets `src`'s value.
+    Mov(u8, u8),
+    /// `mov r64, [mem]` (8 bytes).
+    Load(u8),
+    /// `mov [mem], r64` (8 bytes).
+    Store(u8),
+    /// `lea r64, [mem]`.
+    Lea(u8),
+    /// `add`/`sub r64, imm`: the register moves by the signed amount.
+    AddImm(u8, i32),
+    /// `leave`: `mov rsp, rbp; pop rbp`.
+    Leave,
+}
+
+/// A memory operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mem {
+    /// Base register, [`RIP`], or [`NONE`].
+    pub base: u8,
+    /// Index register or [`NONE`].
+    pub index: u8,
+    /// 1, 2, 4 or 8.
+    pub scale: u8,
+    /// Displacement (for RIP-relative: from the end of the instruction).
+    pub disp: i32,
+    /// Bytes accessed.
+    pub size: u8,
+    /// Whether the instruction reads it.
+    pub read: bool,
+    /// Whether the instruction writes it.
+    pub write: bool,
+    /// Alignment the processor requires (1, or 16 for the aligned SSE forms).
+    pub align: u8,
+}
+
+/// One decoded instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Insn {
+    /// Length in bytes (1..=15).
+    pub len: u8,
+    /// How control leaves it.
+    pub flow: Flow,
+    /// What the stack and ABI rules follow.
+    pub op: Op,
+    /// Registers whose value it uses (GPR bits 0..=15, XMM bits 16..=31). Zeroing idioms
+    /// and the merged destination of scalar SSE writes are not reads (see the docs).
+    pub reads: u32,
+    /// Registers it writes, wholly or partly.
+    pub writes: u32,
+    /// Its memory operand, if any (`lea` and the `nop r/m` forms have one that is
+    /// neither read nor written).
+    pub mem: Option<Mem>,
+}
+
+/// Register or memory operand of a ModRM byte.
+#[derive(Clone, Copy)]
+enum Rm {
+    Reg(u8),
+    Mem(Mem),
+}
+
+/// The decoding cursor over one instruction.
+struct D<'a> {
+    code: &'a [u8],
+    start: usize,
+    pos: usize,
+    /// Operand-size prefix `66`.
+    p66: bool,
+    /// `F2` / `F3` (only as mandatory SSE prefixes or in endbr64).
+    f2: bool,
+    f3: bool,
+    /// `2E`: accepted on the nop forms only.
+    cs: bool,
+    /// REX byte present, and its bits.
+    rex: bool,
+    w: bool,
+    r: u8,
+    x: u8,
+    b: u8,
+}
+
+impl D<'_> {
+    fn byte(&mut self) -> Result<u8, Rule> {
+        let v = *self.code.get(self.pos).ok_or(Rule::Truncated)?;
+        self.pos += 1;
+        if self.pos - self.start > 15 {
+            // Longer than the architectural limit: the processor raises #UD.
+            return Err(Rule::Unknown);
+        }
+        Ok(v)
+    }
+
+    fn imm(&mut self, size: u8) -> Result<i64, Rule> {
+        Ok(match size {
+            1 => self.byte()? as i8 as i64,
+            2 => i16::from_le_bytes([self.byte()?, self.byte()?]) as i64,
+            4 => i32::from_le_bytes([self.byte()?, self.byte()?, self.byte()?, self.byte()?]) as i64,
+            _ => {
+                let mut b = [0u8; 8];
+                for v in &mut b {
+                    *v = self.byte()?;
+                }
+                i64::from_le_bytes(b)
+            }
+        })
+    }
+
+    /// Operand size of a `v`-sized operand: 8 with REX.W, 2 with `66`, else 4.
+    fn osize(&self) -> u8 {
+        if self.w {
+            8
+        } else if self.p66 {
+            2
+        } else {
+            4
+        }
+    }
+
+    /// The register (mask bit) of byte register `n`: without REX, 4..=7 are
+    /// `ah`/`ch`/`dh`/`bh`, parts of registers 0..=3.
+    fn reg8(&self, n: u8) -> u8 {
+        if !self.rex && (4..8).contains(&n) { n - 4 } else { n }
+    }
+
+    /// Decodes ModRM (+ SIB + displacement). Returns (reg field with REX.R, r/m).
+    /// `size` is the memory operand's size; `rm8` says a register r/m is a byte register.
+    fn modrm(&mut self, size: u8, rm8: bool) -> Result<(u8, Rm), Rule> {
+        let m = self.byte()?;
+        let md = m >> 6;
+        let reg = ((m >> 3) & 7) | self.r;
+        let rm = m & 7;
+        if md == 3 {
+            let n = rm | self.b;
+            return Ok((reg, Rm::Reg(if rm8 { self.reg8(n) } else { n })));
+        }
+        let mut mem = Mem { base: NONE, index: NONE, scale: 1, disp: 0, size, read: false, write: false, align: 1 };
+        if rm == 4 {
+            let sib = self.byte()?;
+            let idx = ((sib >> 3) & 7) | self.x;
+            mem.scale = 1 << (sib >> 6);
+            if idx != 4 {
+                mem.index = idx;
+            }
+            let base = sib & 7;
+            if base == 5 && md == 0 {
+                mem.disp = self.imm(4)? as i32;
+            } else {
+                mem.base = base | self.b;
+            }
+        } else if rm == 5 && md == 0 {
+            mem.base = RIP;
+            mem.disp = self.imm(4)? as i32;
+        } else {
+            mem.base = rm | self.b;
+        }
+        match md {
+            1 => mem.disp = self.imm(1)? as i32,
+            2 => mem.disp = self.imm(4)? as i32,
+            _ => {}
+        }
+        Ok((reg, Rm::Mem(mem)))
+    }
+}
+
+/// The mask of registers a memory operand's address uses.
+fn addr_regs(mem: &Mem) -> u32 {
+    let mut m = 0;
+    if mem.base < 16 {
+        m |= gpr(mem.base);
+    }
+    if mem.index < 16 {
+        m |= gpr(mem.index);
+    }
+    m
+}
+
+/// Builder for the result: operand reads/writes through an r/m.
+struct Out {
+    flow: Flow,
+    op: Op,
+    reads: u32,
+    writes: u32,
+    mem: Option<Mem>,
+}
+
+impl Out {
+    fn new() -> Out {
+        Out { flow: Flow::Next, op: Op::Other, reads: 0, writes: 0, mem: None }
+    }
+
+    /// The r/m operand is read (`r`) and/or written (`w`); `bit` maps a register number
+    /// to its mask bit.
+    fn rm(&mut self, rm: Rm, r: bool, w: bool, bit: fn(u8) -> u32) {
+        match rm {
+            Rm::Reg(n) => {
+                if r {
+                    self.reads |= bit(n);
+                }
+                if w {
+                    self.writes |= bit(n);
+                }
+            }
+            Rm::Mem(mut mem) => {
+                mem.read = r;
+                mem.write = w;
+                self.reads |= addr_regs(&mem);
+                self.mem = Some(mem);
+            }
+        }
+    }
+}
+
+fn gbit(n: u8) -> u32 {
+    gpr(n)
+}
+
+fn xbit(n: u8) -> u32 {
+    xmm(n)
+}
+
+/// Decodes the instruction at `code[at..]`.
+///
+/// # Errors
+/// [`Rule::Truncated`] if the bytes end inside it, [`Rule::Unknown`] if it is outside
+/// the subset, [`Rule::Forbidden`] for a system or trapping instruction,
+/// [`Rule::Prefix`] for a segment override, `lock` or `rep`, [`Rule::Indirect`] for an
+/// indirect or far transfer.
+pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
+    let mut d = D {
+        code,
+        start: at,
+        pos: at,
+        p66: false,
+        f2: false,
+        f3: false,
+        cs: false,
+        rex: false,
+        w: false,
+        r: 0,
+        x: 0,
+        b: 0,
+    };
+    // Legacy prefixes, then at most one REX directly before the opcode.
+    let mut op = loop {
+        let p = d.byte()?;
+        match p {
+            0x66 => d.p66 = true,
+            0xf2 if !d.f3 => d.f2 = true,
+            0xf3 if !d.f2 => d.f3 = true,
+            0x2e if !d.cs => d.cs = true,
+            0xf0 | 0xf2 | 0xf3 | 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 => return Err(Rule::Prefix),
+            // Address-size override: not in the subset.
+            0x67 => return Err(Rule::Unknown),
+            _ => break p,
+        }
+    };
+    if op & 0xf0 == 0x40 {
+        d.rex = true;
+        d.w = op & 8 != 0;
+        d.r = (op & 4) << 1;
+        d.x = (op & 2) << 2;
+        d.b = (op & 1) << 3;
+        op = d.byte()?;
+        if op & 0xf0 == 0x40 || matches!(op, 0x66 | 0xf2 | 0xf3 | 0xf0 | 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x67)
+        {
+            // A REX that is not directly before the opcode is ignored by the processor;
+            // not in the subset.
+            return Err(Rule::Unknown);
+        }
+    }
+    let mut o = Out::new();
+    if op == 0x0f {
+        two_byte(&mut d, &mut o)?;
+    } else {
+        if d.cs && op != 0x90 {
+            return Err(Rule::Prefix);
+        }
+        if d.f2 || d.f3 {
+            // rep / repne (and pause, F3 90) in the one-byte map: rejected.
+            return Err(Rule::Prefix);
+        }
+        if d.p66 && matches!(op, 0x70..=0x7f | 0xc3 | 0xcc | 0xe8 | 0xe9 | 0xeb) {
+            // An operand-size prefix on a transfer truncates rip on some processors.
+            return Err(Rule::Unknown);
+        }
+        one_byte(&mut d, &mut o, op)?;
+    }
+    let len = (d.pos - at) as u8;
+    let end = d.pos as i64;
+    // Relative targets were recorded as displacements; make them offsets from the start.
+    o.flow = match o.flow {
+        Flow::Jump(rel) => Flow::Jump(end + rel),
+        Flow::Branch(rel) => Flow::Branch(end + rel),
+        Flow::Call(rel) => Flow::Call(end + rel),
+        f => f,
+    };
+    Ok(Insn { len, flow: o.flow, op: o.op, reads: o.reads, writes: o.writes, mem: o.mem })
+}
+
+/// The one-byte opcode map (SDM Vol. 2, Table A-2).
+fn one_byte(d: &mut D, o: &mut Out, op: u8) -> Result<(), Rule> {
+    let v = d.osize();
+    match op {
+        // 00-3B: add, or, adc, sbb, and, sub, xor, cmp in the forms
+        //   Eb,Gb / Ev,Gv / Gb,Eb / Gv,Ev  (low three bits 0..=3)
+        //   AL,Ib / rAX,Iz                 (low three bits 4, 5)
+        // 06/07/0E/16/17/1E/1F/26/27/2E/2F/36/37/3E/3F are invalid or prefixes in 64-bit mode.
+        0x00..=0x3f if op & 7 <= 5 => {
+            let alu = op >> 3; // 0 add 1 or 2 adc 3 sbb 4 and 5 sub 6 xor 7 cmp
+            let writes_dst = alu != 7;
+            match op & 7 {
+                0..=3 => {
+                    let byte = op & 1 == 0;
+                    let size = if byte { 1 } else { v };
+                    let (reg, rm) = d.modrm(size, byte)?;
+                    let reg = if byte { d.reg8(reg) } else { reg };
+                    let to_reg = op & 2 != 0;
+                    // xor r, r and sub r, r: zeroing idioms, they read nothing.
+                    if let (Rm::Reg(n), false) = (rm, byte) {
+                        if n == reg && (alu == 6 || alu == 5) {
+                            o.writes |= gpr(n);
+                            return Ok(());
+                        }
+                    }
+                    if to_reg {
+                        o.rm(rm, true, false, gbit);
+                        o.reads |= gpr(reg);
+                        if writes_dst {
+                            o.writes |= gpr(reg);
+                        }
+                    } else {
+                        o.rm(rm, true, writes_dst, gbit);
+                        o.reads |= gpr(reg);
+                    }
+                }
+                4 => {
+                    d.imm(1)?;
+                    o.reads |= gpr(RAX);
+                    if writes_dst {
+                        o.writes |= gpr(RAX);
+                    }
+                }
+                _ => {
+                    d.imm(if v == 2 { 2 } else { 4 })?;
+                    o.reads |= gpr(RAX);
+                    if writes_dst {
+                        o.writes |= gpr(RAX);
+                    }
+                }
+            }
+        }
+        // 50-57: push r64
+        0x50..=0x57 if !d.p66 => {
+            let r = (op & 7) | d.b;
+            o.reads |= gpr(r) | gpr(RSP);
+            o.writes |= gpr(RSP);
+            o.op = Op::Push(r);
+            o.mem = Some(stack_slot(true));
+        }
+        // 58-5F: pop r64
+        0x58..=0x5f if !d.p66 => {
+            let r = (op & 7) | d.b;
+            o.reads |= gpr(RSP);
+            o.writes |= gpr(r) | gpr(RSP);
+            o.op = Op::Pop(r);
+            o.mem = Some(stack_slot(false));
+        }
+        // 63: movsxd Gv, Ed (not the 16-bit form)
+        0x63 if !d.p66 => {
+            let (reg, rm) = d.modrm(4, false)?;
+            o.rm(rm, true, false, gbit);
+            o.writes |= gpr(reg);
+        }
+        // 68: push Iz / 6A: push Ib
+        0x68 | 0x6a if !d.p66 => {
+            d.imm(if op == 0x68 { 4 } else { 1 })?;
+            o.reads |= gpr(RSP);
+            o.writes |= gpr(RSP);
+            o.op = Op::Push(NONE);
+            o.mem = Some(stack_slot(true));
+        }
+        // 69: imul Gv, Ev, Iz / 6B: imul Gv, Ev, Ib
+        0x69 | 0x6b => {
+            let (reg, rm) = d.modrm(v, false)?;
+            d.imm(if op == 0x6b {
+                1
+            } else if v == 2 {
+                2
+            } else {
+                4
+            })?;
+            o.rm(rm, true, false, gbit);
+            o.writes |= gpr(reg);
+        }
+        // 70-7F: jcc rel8
+        0x70..=0x7f => {
+            o.flow = Flow::Branch(d.imm(1)?);
+        }
+        // 80: grp1 Eb, Ib / 81: grp1 Ev, Iz / 83: grp1 Ev, Ib  (82 is invalid in 64-bit mode)
+        0x80 | 0x81 | 0x83 => {
+            let byte = op == 0x80;
+            let size = if byte { 1 } else { v };
+            let (reg, rm) = d.modrm(size, byte)?;
+            let alu = reg & 7;
+            let imm = d.imm(if op == 0x81 { if v == 2 { 2 } else { 4 } } else { 1 })?;
+            o.rm(rm, true, alu != 7, gbit);
+            if let (Rm::Reg(n), 8, 0 | 5) = (rm, size, alu) {
+                // add/sub r64, imm: followed by the stack rules.
+                let imm = imm as i32;
+                o.op = Op::AddImm(n, if alu == 0 { imm } else { imm.wrapping_neg() });
+                if imm == i32::MIN {
+                    o.op = Op::Other;
+                }
+            }
+        }
+        // 84: test Eb, Gb / 85: test Ev, Gv
+        0x84 | 0x85 => {
+            let byte = op == 0x84;
+            let (reg, rm) = d.modrm(if byte { 1 } else { v }, byte)?;
+            let reg = if byte { d.reg8(reg) } else { reg };
+            o.rm(rm, true, false, gbit);
+            o.reads |= gpr(reg);
+        }
+        // 86: xchg Eb, Gb / 87: xchg Ev, Gv
+        0x86 | 0x87 => {
+            let byte = op == 0x86;
+            let (reg, rm) = d.modrm(if byte { 1 } else { v }, byte)?;
+            let reg = if byte { d.reg8(reg) } else { reg };
+            o.rm(rm, true, true, gbit);
+            o.reads |= gpr(reg);
+            o.writes |= gpr(reg);
+        }
+        // 88: mov Eb, Gb / 89: mov Ev, Gv
+        0x88 | 0x89 => {
+            let byte = op == 0x88;
+            let size = if byte { 1 } else { v };
+            let (reg, rm) = d.modrm(size, byte)?;
+            let reg = if byte { d.reg8(reg) } else { reg };
+            o.rm(rm, false, true, gbit);
+            o.reads |= gpr(reg);
+            if size == 8 {
+                o.op = match rm {
+                    Rm::Reg(n) => Op::Mov(n, reg),
+                    Rm::Mem(_) => Op::Store(reg),
+                };
+            }
+        }
+        // 8A: mov Gb, Eb / 8B: mov Gv, Ev
+        0x8a | 0x8b => {
+            let byte = op == 0x8a;
+            let size = if byte { 1 } else { v };
+            let (reg, rm) = d.modrm(size, byte)?;
+            let reg = if byte { d.reg8(reg) } else { reg };
+            o.rm(rm, true, false, gbit);
+            o.writes |= gpr(reg);
+            if size == 8 {
+                o.op = match rm {
+                    Rm::Reg(n) => Op::Mov(reg, n),
+                    Rm::Mem(_) => Op::Load(reg),
+                };
+            }
+        }
+        // 8D: lea Gv, M (computes an address, touches no memory)
+        0x8d => {
+            let (reg, rm) = d.modrm(0, false)?;
+            let Rm::Mem(mem) = rm else { return Err(Rule::Unknown) };
+            o.reads |= addr_regs(&mem);
+            o.writes |= gpr(reg);
+            o.mem = Some(mem);
+            if v == 8 {
+                o.op = Op::Lea(reg);
+            }
+        }
+        // 90: nop (xchg eAX, eAX); with REX.B it is xchg r8, rax.
+        0x90 if d.b == 0 => {}
+        // 91-97 (and 90 with REX.B): xchg r, rAX
+        0x90..=0x97 => {
+            if d.cs {
+                return Err(Rule::Prefix);
+            }
+            let r = (op & 7) | d.b;
+            o.reads |= gpr(r) | gpr(RAX);
+            o.writes |= gpr(r) | gpr(RAX);
+        }
+        // 98: cbw / cwde / cdqe
+        0x98 => {
+            o.reads |= gpr(RAX);
+            o.writes |= gpr(RAX);
+        }
+        // 99: cwd / cdq / cqo
+        0x99 => {
+            o.reads |= gpr(RAX);
+            o.writes |= gpr(RDX);
+        }
+        // A8: test AL, Ib / A9: test rAX, Iz
+        0xa8 | 0xa9 => {
+            d.imm(if op == 0xa8 {
+                1
+            } else if v == 2 {
+                2
+            } else {
+                4
+            })?;
+            o.reads |= gpr(RAX);
+        }
+        // B0-B7: mov r8, Ib
+        0xb0..=0xb7 => {
+            d.imm(1)?;
+            o.writes |= gpr(d.reg8((op & 7) | d.b));
+        }
+        // B8-BF: mov r, Iv (movabs with REX.W)
+        0xb8..=0xbf => {
+            d.imm(v)?;
+            o.writes |= gpr((op & 7) | d.b);
+        }
+        // C0: grp2 Eb, Ib / C1: grp2 Ev, Ib / D0, D1: by 1 / D2, D3: by CL
+        //   (rol, ror, rcl, rcr, shl, shr, sal, sar)
+        0xc0 | 0xc1 | 0xd0..=0xd3 => {
+            let byte = op & 1 == 0;
+            let (_, rm) = d.modrm(if byte { 1 } else { v }, byte)?;
+            if op <= 0xc1 {
+                d.imm(1)?;
+            }
+            if op >= 0xd2 {
+                o.reads |= gpr(RCX);
+            }
+            o.rm(rm, true, true, gbit);
+        }
+        // C3: ret (near)
+        0xc3 => {
+            o.flow = Flow::Ret;
+            o.reads |= gpr(RSP);
+            o.writes |= gpr(RSP);
+            o.mem = Some(stack_slot(false));
+        }
+        // C6 /0: mov Eb, Ib / C7 /0: mov Ev, Iz
+        0xc6 | 0xc7 => {
+            let byte = op == 0xc6;
+            let (reg, rm) = d.modrm(if byte { 1 } else { v }, byte)?;
+            if reg & 7 != 0 {
+                return Err(Rule::Unknown);
+            }
+            d.imm(if byte {
+                1
+            } else if v == 2 {
+                2
+            } else {
+                4
+            })?;
+            o.rm(rm, false, true, gbit);
+        }
+        // C9: leave
+        0xc9 if !d.p66 => {
+            o.op = Op::Leave;
+            o.reads |= gpr(RBP);
+            o.writes |= gpr(RSP) | gpr(RBP);
+            let mut m = stack_slot(false);
+            m.base = RBP;
+            o.mem = Some(m);
+        }
+        // CC: int3
+        0xcc => o.flow = Flow::Trap,
+        // E8: call rel32
+        0xe8 if !d.p66 => {
+            o.flow = Flow::Call(d.imm(4)?);
+            o.reads |= gpr(RSP);
+            o.writes |= gpr(RSP);
+            o.mem = Some(stack_slot(true));
+        }
+        // E9: jmp rel32 / EB: jmp rel8
+        0xe9 if !d.p66 => o.flow = Flow::Jump(d.imm(4)?),
+        0xeb => o.flow = Flow::Jump(d.imm(1)?),
+        // F6: grp3 Eb / F7: grp3 Ev (test, -, not, neg, mul, imul, div, idiv)
+        0xf6 | 0xf7 => {
+            let byte = op == 0xf6;
+            let (reg, rm) = d.modrm(if byte { 1 } else { v }, byte)?;
+            match reg & 7 {
+                0 => {
+                    d.imm(if byte {
+                        1
+                    } else if v == 2 {
+                        2
+                    } else {
+                        4
+                    })?;
+                    o.rm(rm, true, false, gbit);
+                }
+                2 | 3 => o.rm(rm, true, true, gbit),
+                4..=7 => {
+                    o.rm(rm, true, false, gbit);
+                    let divide = reg & 7 >= 6;
+                    o.reads |= gpr(RAX);
+                    o.writes |= gpr(RAX);
+                    if !byte {
+                        o.writes |= gpr(RDX);
+                        if divide {
+                            o.reads |= gpr(RDX);
+                        }
+                    }
+                }
+                _ => return Err(Rule::Unknown),
+            }
+        }
+        // FE /0,/1: inc, dec Eb / FF /0,/1: inc, dec Ev; FF /2 call, /3 call far,
+        // /4 jmp, /5 jmp far (indirect transfers)
+        0xfe | 0xff => {
+            let byte = op == 0xfe;
+            let (reg, rm) = d.modrm(if byte { 1 } else { v }, byte)?;
+            match reg & 7 {
+                0 | 1 => o.rm(rm, true, true, gbit),
+                2..=5 if !byte => return Err(Rule::Indirect),
+                _ => return Err(Rule::Unknown),
+            }
+        }
+        // System, trapping and I/O instructions of the one-byte map:
+        // 6C-6F ins/outs, 9A call far, 9B-9F (wait, pushf, popf, sahf, lahf are not in
+        // the subset: Unknown below), C2 ret imm16 and CA, CB far returns, CD int n,
+        // CE into, CF iret, E4-E7 and EC-EF in/out, EA jmp far, F1 int1, F4 hlt,
+        // FA cli, FB sti.
+        0x6c..=0x6f
+        | 0x9a
+        | 0xca
+        | 0xcb
+        | 0xcd
+        | 0xce
+        | 0xcf
+        | 0xe4..=0xe7
+        | 0xea
+        | 0xec..=0xef
+        | 0xf1
+        | 0xf4
+        | 0xfa
+        | 0xfb => return Err(Rule::Forbidden),
+        _ => return Err(Rule::Unknown),
+    }
+    Ok(())
+}
+
+/// The 8-byte slot at `[rsp]` (or, for a push, the one below it): read or written.
+fn stack_slot(push: bool) -> Mem {
+    Mem {
+        base: RSP,
+        index: NONE,
+        scale: 1,
+        disp: if push { -8 } else { 0 },
+        size: 8,
+        read: !push,
+        write: push,
+        align: 1,
+    }
+}
+
+/// Which mandatory prefix an SSE row was written with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pfx {
+    None,
+    P66,
+    F3,
+    F2,
+}
+
+/// The two-byte opcode map (SDM Vol. 2, Table A-3).
+fn two_byte(d: &mut D, o: &mut Out) -> Result<(), Rule> {
+    let op = d.byte()?;
+    let v = d.osize();
+    // Mandatory prefixes of the SSE rows: F2/F3 win over 66 (66 then sizes nothing).
+    let pfx = if d.f3 {
+        Pfx::F3
+    } else if d.f2 {
+        Pfx::F2
+    } else if d.p66 {
+        Pfx::P66
+    } else {
+        Pfx::None
+    };
+    let sse = (0x10..=0x17).contains(&op) || (0x28..=0x2f).contains(&op) || (0x50..=0x7f).contains(&op) || op >= 0xc2;
+    if d.cs && op != 0x1f {
+        return Err(Rule::Prefix);
+    }
+    if (d.f2 || d.f3) && !sse && !matches!(op, 0x1e | 0xb8 | 0xbc | 0xbd) {
+        return Err(Rule::Prefix);
+    }
+    match op {
+        // 0F 05 syscall, 0F 07 sysret, 0F 34 sysenter, 0F 35 sysexit; 0F 00, 0F 01 system
+        // groups, 0F 06 clts, 0F 08 invd, 0F 09 wbinvd, 0F 0B ud2, 0F 30 wrmsr, 0F 31
+        // rdtsc, 0F 32 rdmsr, 0F 33 rdpmc, 0F A2 cpuid, 0F AA rsm: forbidden.
+        0x00 | 0x01 | 0x05..=0x09 | 0x0b | 0x30..=0x35 | 0x37 | 0xa2 | 0xaa => Err(Rule::Forbidden),
+        // F3 0F 1E FA: endbr64
+        0x1e if pfx == Pfx::F3 && !d.p66 && !d.rex => {
+            if d.byte()? != 0xfa {
+                return Err(Rule::Unknown);
+            }
+            Ok(())
+        }
+        // 0F 1F /0: nop Ev (the multi-byte nops; the operand is not accessed)
+        0x1f if matches!(pfx, Pfx::None | Pfx::P66) => {
+            let (reg, rm) = d.modrm(v, false)?;
+            if reg & 7 != 0 {
+                return Err(Rule::Unknown);
+            }
+            if let Rm::Mem(mem) = rm {
+                o.mem = Some(mem);
+            }
+            Ok(())
+        }
+        // 0F 10: movups / movupd / movss / movsd  xmm, xmm/m
+        // 0F 11: the same, store form
+        0x10 | 0x11 => {
+            let size = match pfx {
+                Pfx::F3 => 4,
+                Pfx::F2 => 8,
+                _ => 16,
+            };
+            let (reg, rm) = d.modrm(size, false)?;
+            if op == 0x10 {
+                o.rm(rm, true, false, xbit);
+                // movss/movsd xmm, xmm merge into the destination: a write (see docs).
+                o.writes |= xmm(reg);
+            } else {
+                o.rm(rm, false, true, xbit);
+                o.reads |= xmm(reg);
+            }
+            Ok(())
+        }
+        // 0F 28: movaps / movapd xmm, xmm/m128 (aligned) / 0F 29: the store form
+        0x28 | 0x29 if matches!(pfx, Pfx::None | Pfx::P66) => {
+            let (reg, rm) = d.modrm(16, false)?;
+            let rm = align16(rm);
+            if op == 0x28 {
+                o.rm(rm, true, false, xbit);
+                o.writes |= xmm(reg);
+            } else {
+                o.rm(rm, false, true, xbit);
+                o.reads |= xmm(reg);
+            }
+            Ok(())
+        }
+        // 0F 2A: cvtsi2ss (F3) / cvtsi2sd (F2)  xmm, r/m32/64 (merges: a write)
+        0x2a if matches!(pfx, Pfx::F3 | Pfx::F2) => {
+            let (reg, rm) = d.modrm(if d.w { 8 } else { 4 }, false)?;
+            o.rm(rm, true, false, gbit);
+            o.writes |= xmm(reg);
+            Ok(())
+        }
+        // 0F 2C: cvttss2si (F3) / cvttsd2si (F2); 0F 2D: cvtss2si / cvtsd2si  r, xmm/m
+        0x2c | 0x2d if matches!(pfx, Pfx::F3 | Pfx::F2) => {
+            let (reg, rm) = d.modrm(if pfx == Pfx::F3 { 4 } else { 8 }, false)?;
+            o.rm(rm, true, false, xbit);
+            o.writes |= gpr(reg);
+            Ok(())
+        }
+        // 0F 2E: ucomiss / ucomisd (66); 0F 2F: comiss / comisd (66)
+        0x2e | 0x2f if matches!(pfx, Pfx::None | Pfx::P66) => {
+            let (reg, rm) = d.modrm(if pfx == Pfx::None { 4 } else { 8 }, false)?;
+            o.rm(rm, true, false, xbit);
+            o.reads |= xmm(reg);
+            Ok(())
+        }
+        // 0F 40-4F: cmovcc Gv, Ev
+        0x40..=0x4f => {
+            let (reg, rm) = d.modrm(v, false)?;
+            o.rm(rm, true, false, gbit);
+            o.reads |= gpr(reg);
+            o.writes |= gpr(reg);
+            Ok(())
+        }
+        // 0F 51: sqrtps / sqrtpd / sqrtss / sqrtsd (the scalar forms merge: a write)
+        0x51 => {
+            let (reg, rm) = d.modrm(sse_size(pfx), false)?;
+            let rm = if matches!(pfx, Pfx::None | Pfx::P66) { align16(rm) } else { rm };
+            o.rm(rm, true, false, xbit);
+            o.writes |= xmm(reg);
+            Ok(())
+        }
+        // 0F 54: andps / andpd, 0F 55: andnps / andnpd, 0F 56: orps / orpd,
+        // 0F 57: xorps / xorpd
+        0x54..=0x57 if matches!(pfx, Pfx::None | Pfx::P66) => {
+            let (reg, rm) = d.modrm(16, false)?;
+            sse_alu(o, reg, align16(rm), op == 0x57 || op == 0x55);
+            Ok(())
+        }
+        // 0F 58: add, 0F 59: mul, 0F 5C: sub, 0F 5D: min, 0F 5E: div, 0F 5F: max
+        //   (ps / pd / ss / sd by prefix)
+        0x58 | 0x59 | 0x5c..=0x5f => {
+            let (reg, rm) = d.modrm(sse_size(pfx), false)?;
+            let rm = if matches!(pfx, Pfx::None | Pfx::P66) { align16(rm) } else { rm };
+            sse_alu(o, reg, rm, false);
+            Ok(())
+        }
+        // 0F 5A: cvtss2sd (F3) / cvtsd2ss (F2) (merge: a write)
+        0x5a if matches!(pfx, Pfx::F3 | Pfx::F2) => {
+            let (reg, rm) = d.modrm(if pfx == Pfx::F3 { 4 } else { 8 }, false)?;
+            o.rm(rm, true, false, xbit);
+            o.writes |= xmm(reg);
+            Ok(())
+        }
+        // 66 0F 6E: movd / movq xmm, r/m32/64
+        0x6e if pfx == Pfx::P66 => {
+            let (reg, rm) = d.modrm(if d.w { 8 } else { 4 }, false)?;
+            o.rm(rm, true, false, gbit);
+            o.writes |= xmm(reg);
+            Ok(())
+        }
+        // 66 0F 7E: movd / movq r/m32/64, xmm
+        0x7e if pfx == Pfx::P66 => {
+            let (reg, rm) = d.modrm(if d.w { 8 } else { 4 }, false)?;
+            o.rm(rm, false, true, gbit);
+            o.reads |= xmm(reg);
+            Ok(())
+        }
+        // F3 0F 7E: movq xmm, xmm/m64
+        0x7e if pfx == Pfx::F3 && !d.p66 => {
+            let (reg, rm) = d.modrm(8, false)?;
+            o.rm(rm, true, false, xbit);
+            o.writes |= xmm(reg);
+            Ok(())
+        }
+        // 0F 80-8F: jcc rel32
+        0x80..=0x8f if !d.p66 => {
+            o.flow = Flow::Branch(d.imm(4)?);
+            Ok(())
+        }
+        // 0F 90-9F: setcc Eb
+        0x90..=0x9f => {
+            let (_, rm) = d.modrm(1, true)?;
+            o.rm(rm, false, true, gbit);
+            Ok(())
+        }
+        // 0F A4: shld Ev, Gv, Ib / 0F A5: shld Ev, Gv, CL / 0F AC: shrd Ev, Gv, Ib /
+        // 0F AD: shrd Ev, Gv, CL
+        0xa4 | 0xa5 | 0xac | 0xad => {
+            let (reg, rm) = d.modrm(v, false)?;
+            if op & 1 == 0 {
+                d.imm(1)?;
+            } else {
+                o.reads |= gpr(RCX);
+            }
+            o.rm(rm, true, true, gbit);
+            o.reads |= gpr(reg);
+            Ok(())
+        }
+        // 0F AF: imul Gv, Ev
+        0xaf => {
+            let (reg, rm) = d.modrm(v, false)?;
+            o.rm(rm, true, false, gbit);
+            o.reads |= gpr(reg);
+            o.writes |= gpr(reg);
+            Ok(())
+        }
+        // 0F B6: movzx Gv, Eb / 0F B7: movzx Gv, Ew / 0F BE: movsx Gv, Eb / 0F BF: movsx Gv, Ew
+        0xb6 | 0xb7 | 0xbe | 0xbf => {
+            let byte = op & 1 == 0;
+            let (reg, rm) = d.modrm(if byte { 1 } else { 2 }, byte)?;
+            o.rm(rm, true, false, gbit);
+            o.writes |= gpr(reg);
+            Ok(())
+        }
+        // F3 0F B8: popcnt Gv, Ev; 0F BC: bsf (F3: tzcnt); 0F BD: bsr (F3: lzcnt)
+        0xb8 if pfx == Pfx::F3 => bitscan(d, o, v, false),
+        0xbc | 0xbd if matches!(pfx, Pfx::None | Pfx::P66 | Pfx::F3) => bitscan(d, o, v, pfx != Pfx::F3),
+        // 0F C8-CF: bswap r32/r64
+        0xc8..=0xcf if !d.p66 && !d.f2 && !d.f3 => {
+            let r = (op & 7) | d.b;
+            o.reads |= gpr(r);
+            o.writes |= gpr(r);
+            Ok(())
+        }
+        // 66 0F D6: movq xmm/m64, xmm
+        0xd6 if pfx == Pfx::P66 => {
+            let (reg, rm) = d.modrm(8, false)?;
+            o.rm(rm, false, true, xbit);
+            o.reads |= xmm(reg);
+            Ok(())
+        }
+        // 66 0F EF: pxor xmm, xmm/m128
+        0xef if pfx == Pfx::P66 => {
+            let (reg, rm) = d.modrm(16, false)?;
+            sse_alu(o, reg, align16(rm), true);
+            Ok(())
+        }
+        _ => Err(Rule::Unknown),
+    }
+}
+
+/// bsf / bsr (which leave the destination unchanged for a zero source: it is read) and
+/// popcnt / tzcnt / lzcnt (which do not read it).
+fn bitscan(d: &mut D, o: &mut Out, v: u8, reads_dst: bool) -> Result<(), Rule> {
+    let (reg, rm) = d.modrm(v, false)?;
+    o.rm(rm, true, false, gbit);
+    if reads_dst {
+        o.reads |= gpr(reg);
+    }
+    o.writes |= gpr(reg);
+    Ok(())
+}
+
+/// The memory size of an SSE arithmetic row by its prefix.
+fn sse_size(pfx: Pfx) -> u8 {
+    match pfx {
+        Pfx::F3 => 4,
+        Pfx::F2 => 8,
+        _ => 16,
+    }
+}
+
+/// A packed operand in memory must be 16-byte aligned.
+fn align16(rm: Rm) -> Rm {
+    match rm {
+        Rm::Mem(mut m) => {
+            m.align = 16;
+            Rm::Mem(m)
+        }
+        r => r,
+    }
+}
+
+/// `op xmm, xmm/m`: reads both, writes the first; `zero_idiom` ops on one register
+/// read nothing (xorps/xorpd/pxor/andnps x, x).
+fn sse_alu(o: &mut Out, reg: u8, rm: Rm, zero_idiom: bool) {
+    if let (Rm::Reg(n), true) = (rm, zero_idiom) {
+        if n == reg {
+            o.writes |= xmm(reg);
+            return;
+        }
+    }
+    o.rm(rm, true, false, xbit);
+    o.reads |= xmm(reg);
+    o.writes |= xmm(reg);
+}
