@@ -551,3 +551,35 @@ fn pushes_racing_publishes_keep_the_contract() {
     }
     assert_eq!(arena.verify_all(), Ok(()));
 }
+
+#[cfg(feature = "validate")]
+#[test]
+fn checked_pushes_are_validated_and_enter_without_unsafe() {
+    use wildx::validate::Rule;
+    let arena = Arena::new(1 << 16).unwrap();
+    // f(x) = x * 3 + 1: lea rax, [rdi + rdi*2]; add rax, 1; ret
+    let f = arena
+        .push_checked::<extern "sysv64" fn(i64) -> i64>(&[0x48, 0x8d, 0x04, 0x7f, 0x48, 0x83, 0xc0, 0x01, 0xc3])
+        .unwrap();
+    let before = arena.next_addr();
+    // syscall; ret: refused with its offset and rule, nothing pushed.
+    let refused = arena.push_checked::<extern "sysv64" fn() -> i64>(&[0x0f, 0x05, 0xc3]);
+    match refused {
+        Err(Error::Rejected(v)) => assert_eq!((v.offset, v.rule), (0, Rule::Forbidden)),
+        other => panic!("syscall accepted: {other:?}"),
+    }
+    // Reads rdx in a one-argument function: refused.
+    assert!(matches!(
+        arena.push_checked::<extern "sysv64" fn(i64) -> i64>(&[0x48, 0x89, 0xd0, 0xc3]),
+        Err(Error::Rejected(_))
+    ));
+    assert_eq!(arena.next_addr(), before);
+    // Not published yet: the entry is refused like any other.
+    assert!(matches!(arena.checked_entry(f), Err(Error::WrongState { .. })));
+    arena.publish().unwrap();
+    let entry = arena.checked_entry(f).unwrap();
+    assert_eq!(entry.call((13,)), 40);
+    drop(entry);
+    arena.retire(f.id()).unwrap();
+    assert_eq!(arena.checked_entry(f).err(), Some(Error::Retired));
+}

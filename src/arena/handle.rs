@@ -58,6 +58,34 @@ pub struct FnId {
     index: u32,
 }
 
+/// A function [`Arena::push_checked`] validated as signature `F`: its [`FnId`] with the
+/// signature the validator proved, for [`Arena::checked_entry`].
+#[cfg(feature = "validate")]
+#[derive(Debug)]
+pub struct CheckedFn<F> {
+    id: FnId,
+    sig: PhantomData<F>,
+}
+
+#[cfg(feature = "validate")]
+impl<F> Clone for CheckedFn<F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+#[cfg(feature = "validate")]
+impl<F> Copy for CheckedFn<F> {}
+
+#[cfg(feature = "validate")]
+impl<F> CheckedFn<F> {
+    /// The function's id (for `retire`, `verify`, `addr`).
+    #[must_use]
+    pub fn id(self) -> FnId {
+        self.id
+    }
+}
+
 impl Arena {
     /// Reserves `capacity` bytes (rounded up to whole pages) of address space,
     /// inaccessible until pushes need it. Syscalls: `mmap` (the reservation and one page
@@ -203,6 +231,47 @@ impl Arena {
     pub fn publish(&self) -> Result<(), Error> {
         let mut table = self.shared().lock()?;
         self.shared().publish(&mut table).map(drop)
+    }
+
+    /// Validates `code` as a function of signature `F` (every rule of
+    /// [`crate::jit::compile`]: decoding, control flow, forbidden instructions, its own
+    /// stack frame only, the ABI) and pushes it. The returned [`CheckedFn`] gives a
+    /// typed [`Entry`] without `unsafe` once published: [`Arena::checked_entry`].
+    ///
+    /// Validated code is position-independent (its only memory operands are its frame
+    /// and its own bytes, its only call is to its own start), so where it lands does not
+    /// change what the validator proved.
+    ///
+    /// ```
+    /// let arena = wildx::Arena::new(4096)?;
+    /// // lea eax, [rdi + rsi]; ret
+    /// let add = arena.push_checked::<extern "sysv64" fn(i32, i32) -> i32>(&[0x8d, 0x04, 0x37, 0xc3])?;
+    /// arena.publish()?;
+    /// assert_eq!(arena.checked_entry(add)?.call((40, 2)), 42);
+    /// // Writing through a pointer argument is refused:
+    /// assert!(arena.push_checked::<extern "sysv64" fn(i64)>(&[0x89, 0x07, 0xc3]).is_err());
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] with the offset and the rule broken (nothing pushed), and
+    /// those of [`Arena::push`].
+    #[cfg(feature = "validate")]
+    pub fn push_checked<F: crate::validate::ValidSignature>(&self, code: &[u8]) -> Result<CheckedFn<F>, Error> {
+        crate::validate::function::<F>(code).map_err(Error::Rejected)?;
+        Ok(CheckedFn { id: self.push(code)?, sig: PhantomData })
+    }
+
+    /// A typed handle to a function [`Arena::push_checked`] validated: safe, because the
+    /// validator proved its bytes implement `F`.
+    ///
+    /// # Errors
+    /// As [`Arena::entry`].
+    #[cfg(feature = "validate")]
+    pub fn checked_entry<F: crate::validate::ValidSignature>(&self, f: CheckedFn<F>) -> Result<Entry<'_, F>, Error> {
+        // SAFETY: `push_checked` validated these exact bytes as `F` before copying them
+        // in, and published bytes never change (a tampered page is what verify finds).
+        unsafe { self.entry::<F>(f.id) }
     }
 
     /// The address of function `id` (its first byte).

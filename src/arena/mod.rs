@@ -21,6 +21,8 @@ mod handle;
 mod shared;
 mod table;
 
+#[cfg(feature = "validate")]
+pub use handle::CheckedFn;
 pub use handle::{Arena, Entry, FnId};
 pub(crate) use handle::{inspect, live_functions, verify};
 pub(crate) use shared::Shared;
