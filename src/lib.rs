@@ -28,4 +28,4 @@ pub use hash::fnv1a64;
 pub use page::{PageInfo, Stats, inspect, quota, set_quota, stats};
 pub use registry::{DEFAULT_QUOTA, State};
 pub use sys::Errno;
-pub use typed::{Code, Page, SealError, Signature};
+pub use typed::{Code, FnRef, FreeError, Page, SafeSignature, SealError, Signature};

@@ -403,7 +403,7 @@ fn munmap_refused_keeps_the_page() {
             assert_eq!(wildx::raw::free(other), 0);
             // A typed free that is refused hands the handle back with the kernel's errno.
             let page = Page::new(len).expect("page");
-            let (error, page) = page.free().expect_err("munmap of this length is refused");
+            let wildx::FreeError { error, handle: page } = page.free().expect_err("munmap of this length is refused");
             assert_eq!(error, Error::Os(Errno::EPERM));
             assert!(wildx::inspect(page.as_ptr()).expect("still registered").held_by_handle);
             // A typed handle whose munmap is refused in Drop keeps its page registered
