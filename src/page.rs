@@ -58,6 +58,16 @@ pub struct PageInfo {
     pub held_by_handle: bool,
 }
 
+// SAFETY: a PageInfo is a copied snapshot: `start` is only an address, never
+// dereferenced through the PageInfo, and every other field is plain data. Sending or
+// sharing it gives no access to the page. (The only unsafe in this file; an item-level
+// allowance keeps the file's logic free of unsafe.)
+#[allow(unsafe_code)]
+unsafe impl Send for PageInfo {}
+// SAFETY: as Send: `&PageInfo` only reads copied values.
+#[allow(unsafe_code)]
+unsafe impl Sync for PageInfo {}
+
 /// A snapshot of the registry's accounting.
 ///
 /// `#[repr(C)]`: with the `capi` feature this is `struct wildx_stats` of

@@ -4,8 +4,8 @@
 
 int main(void) {
     void *f = wildx_alloc(64);                        /* WRITABLE, R|W */
-    if (!f || npk_jit_install_add_i32(f) != 0 || wildx_seal(f) != 0) return 1;
-    printf("%d\n", npk_jit_call_i32_i32(f, 7, 35));   /* 42 */
-    printf("%d\n", wildx_seal(f));                    /* -1: bug246 */
+    if (!f || wildx_install_add_i32(f) != 0 || wildx_seal(f) != 0) return 1;
+    printf("%d\n", wildx_call_i32_i32(f, 7, 35));   /* 42 */
+    printf("%d\n", wildx_seal(f));                    /* -1: already sealed */
     return wildx_free(f) == 0 && wildx_free(f) == -1 ? 0 : 1;
 }
