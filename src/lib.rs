@@ -22,6 +22,21 @@ pub mod raw;
 mod registry;
 mod typed;
 
+/// The long-form documentation, `docs/*.md` in the repository, rendered here so that the
+/// README's links work on docs.rs and crates.io alike. Pages only, no items.
+pub mod docs {
+    #[doc = include_str!("../docs/contract.md")]
+    pub mod contract {}
+    #[doc = include_str!("../docs/c.md")]
+    pub mod c {}
+    #[doc = include_str!("../docs/freestanding.md")]
+    pub mod freestanding {}
+    #[doc = include_str!("../docs/performance.md")]
+    pub mod performance {}
+    #[doc = include_str!("../docs/reliability.md")]
+    pub mod reliability {}
+}
+
 pub use error::Error;
 pub use global::MmapAlloc;
 pub use hash::fnv1a64;

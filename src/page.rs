@@ -488,6 +488,16 @@ pub fn stats() -> Stats {
 /// Sets the process-wide quota on mapped bytes (default 256 MiB). Lowering it below the
 /// bytes already mapped unmaps nothing: live pages still seal, run and free, and new
 /// allocations are refused until enough is freed.
+///
+/// ```
+/// let code = wildx::jit::compile_add()?;          // one live page
+/// wildx::set_quota(0);                            // below what is mapped
+/// assert!(matches!(wildx::Page::new(1), Err(wildx::Error::QuotaExceeded { .. })));
+/// assert_eq!(code.call((1, 2)), 3);               // live code keeps working
+/// drop(code);
+/// wildx::set_quota(wildx::DEFAULT_QUOTA);
+/// # Ok::<(), wildx::Error>(())
+/// ```
 pub fn set_quota(bytes: usize) {
     REGISTRY.write().set_quota(bytes);
 }

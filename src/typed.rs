@@ -134,7 +134,18 @@ impl Page {
     ///
     /// # Errors
     /// [`Error::Os`] if the kernel refuses `PROT_EXEC` (SELinux `execmem`, seccomp, a
-    /// hardened kernel). The page comes back, still WRITABLE, inside the [`SealError`].
+    /// hardened kernel). The page comes back, still WRITABLE, inside the [`SealError`];
+    /// `?` turns it into the [`Error`] and frees the page.
+    ///
+    /// ```
+    /// use wildx::{Code, Page};
+    /// let page = Page::with_code(&[0x8d, 0x47, 0x01, 0xc3])?; // lea eax, [rdi + 1]; ret
+    /// // SAFETY: the bytes return their i32 argument plus one, touching nothing else.
+    /// let inc: Code<extern "C" fn(i32) -> i32> = unsafe { page.seal() }?;
+    /// assert_eq!(inc.call((41,)), 42);
+    /// assert_eq!(inc.seal_hash(), wildx::fnv1a64(&[0x8d, 0x47, 0x01, 0xc3]));
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
     pub unsafe fn seal<F: Signature>(self) -> Result<Code<F>, SealError> {
         match page::seal(self.as_ptr(), Access::Handle) {
             Ok(_) => {
@@ -175,6 +186,17 @@ impl Page {
 
     /// Gives up the handle and returns the page's pointer for the raw surface (the page
     /// stays mapped and WRITABLE; free it with [`crate::raw::free`]).
+    ///
+    /// ```
+    /// let page = wildx::Page::new(64)?;
+    /// let p = page.into_raw().as_ptr();
+    /// assert_eq!(wildx::jit::install_add_i32(p), 0); // the raw surface may write it now
+    /// // SAFETY: nothing writes `p` through the raw surface while the handle lives.
+    /// let page = unsafe { wildx::Page::from_raw(p) }?;
+    /// assert_eq!(page.as_slice()[..5], wildx::jit::ADD_I32);
+    /// assert_eq!(wildx::raw::free(p), -1); // refused: a handle owns it again
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
     #[must_use]
     pub fn into_raw(self) -> NonNull<u8> {
         let ptr = self.ptr;
@@ -440,6 +462,19 @@ impl<F: Signature> Code<F> {
     /// # Errors
     /// [`Error::IntegrityMismatch`] with both hashes if the bytes changed (through
     /// `/proc/self/mem`, ptrace, or someone re-`mprotect`ing the page).
+    ///
+    /// ```
+    /// use std::os::unix::fs::FileExt;
+    /// let add = wildx::jit::compile_add()?;
+    /// add.verify()?;
+    /// // Tamper the way a debugger or an attacker with a write primitive would:
+    /// // /proc/self/mem writes through the page protection.
+    /// let mem = std::fs::OpenOptions::new().write(true).open("/proc/self/mem").unwrap();
+    /// mem.write_all_at(&[0x29], add.as_ptr() as u64 + 2).unwrap(); // add -> sub
+    /// let sealed = add.seal_hash();
+    /// assert!(matches!(add.verify(), Err(wildx::Error::IntegrityMismatch { sealed: s, .. }) if s == sealed));
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
     pub fn verify(&self) -> Result<(), Error> {
         page::verify(self.as_ptr()).map(drop)
     }
@@ -504,6 +539,15 @@ impl<F: Signature> Code<F> {
 
     /// Gives up the handle and returns the pointer for the raw surface (the page stays
     /// mapped and EXECUTABLE; free it with [`crate::raw::free`]).
+    ///
+    /// ```
+    /// use wildx::{jit::AddI32, Code};
+    /// let p = wildx::jit::compile_add()?.into_raw().as_ptr();
+    /// // SAFETY: p holds the add code, which implements AddI32.
+    /// let add: Code<AddI32> = unsafe { Code::from_raw(p) }?;
+    /// assert_eq!(add.call((40, 2)), 42);
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
     #[must_use]
     pub fn into_raw(self) -> NonNull<u8> {
         let ptr = self.ptr;

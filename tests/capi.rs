@@ -8,7 +8,7 @@
 //! The library is built once per test binary and per variant (plain, and with
 //! `verify-on-call`) into `$CARGO_TARGET_TMPDIR/capi`, a target dir of its own: the outer
 //! cargo holds the lock on its target dir while tests run, so the nested build cannot
-//! share it. It is a release build, the one the README's link line names.
+//! share it. It is a release build, the one the C guide's (docs/c.md) link line names.
 //!
 //! This file needs `unsafe` only in `exports_from_rust`, which calls the two exports
 //! that are `unsafe extern "C" fn` (a call into a page, a write through an out-pointer).
@@ -44,7 +44,7 @@ enum Variant {
     Plain,
     /// `cargo build --release -p wildx-capi --features verify-on-call`
     VerifyOnCall,
-    /// `CARGO_PROFILE_RELEASE_LTO=fat cargo build --release -p wildx-capi`, the README's
+    /// `CARGO_PROFILE_RELEASE_LTO=fat cargo build --release -p wildx-capi`, docs/c.md's
     /// build for the smallest programs, in a target dir of its own (profile settings
     /// would otherwise rebuild the shared dependencies back and forth).
     Lto,
@@ -255,7 +255,7 @@ fn smoke() {
     c_program_passes("smoke.c");
 }
 
-/// The README's link line exactly (`cc prog.c -Iinclude -L... -lwildx`, no extra flags),
+/// The link line of `docs/c.md` exactly (`cc prog.c -Iinclude -L... -lwildx`, no extra flags),
 /// and the one it recommends (`-Wl,--gc-sections`), which must drop the unused parts of
 /// core and alloc that the archive carries.
 #[test]
@@ -294,11 +294,13 @@ fn lto_library() {
     assert_eq!(assert_exit0(&nostdlib, &[]).stdout, b"nostdlib: ok\n");
 }
 
-/// The README's ten-line example, built with the README's link line.
+/// The example of `docs/c.md`, built with the link line it gives.
 #[test]
 fn readme_example() {
     let bin = Build::c("readme", "readme.c").compiler("cc").ldflags(&["-Wl,--gc-sections"]).run();
-    assert_eq!(assert_exit0(&bin, &[]).stdout, b"42\n-1\n");
+    let out = assert_exit0(&bin, &[]);
+    let expected = "42\nthe page is not in the state the operation needs (already sealed, or not sealed)\n";
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 }
 
 #[test]
