@@ -26,7 +26,7 @@ use crate::typed::{Code, Page};
 /// `mov eax, edi; add eax, esi; ret`.
 pub const ADD_I32: [u8; 5] = [0x89, 0xf8, 0x01, 0xf0, 0xc3];
 
-/// The bytes [`compile_add_i32`] allocates, as the seed did (one page is mapped).
+/// The bytes [`compile_add_i32`] allocates (one page is mapped).
 pub const ADD_PAGE_LEN: usize = 64;
 
 /// The type of the add page's code.
