@@ -1,16 +1,23 @@
 /*
  * wildx.h - the C ABI of wildx: W^X executable memory for JITs on x86-64 Linux.
  *
- * Link:   cc prog.c -I include -L <dir of libwildx.a> -lwildx
- * Build:  cargo build --release   (libwildx.a lands in target/release/)
+ * Build:  cargo build --release -p wildx-capi   (target/release/libwildx.a)
+ *         cargo build --release -p wildx-capi --features verify-on-call   (hardened)
+ * Link:   cc prog.c -I include -L target/release -lwildx
  *
- * A drop-in for the seed runtime's wildx_* and npk_jit_* helpers, with the same
- * contract: every function that refuses returns NULL or -1 and changes nothing.
- * "Refused" covers a NULL pointer, a pointer that did not come from wildx_alloc
- * (foreign), a pointer into the middle of a page (interior), a freed page, and a page
- * in the wrong state. No function reads or writes through a page pointer it is given
+ * Every function that refuses returns NULL or -1 and changes nothing. "Refused" covers
+ * a NULL pointer, a pointer that did not come from wildx_alloc (foreign), a pointer
+ * into the middle of a page (interior), a freed page, a page in the wrong state, the
+ * quota, and the kernel saying no. The *_ex variants (wildx_alloc_ex, wildx_seal_ex,
+ * wildx_free_ex, wildx_verify_ex, wildx_install_add_i32_ex) also say why: they store a
+ * WILDX_E_* code through their last argument, `int32_t *err` (WILDX_OK on success;
+ * `err` may be NULL), and wildx_strerror(code) turns it into a message. The reason is
+ * per call, so it is thread-safe and never overwritten by another thread.
+ *
+ * No function reads or writes through a page pointer it is given
  * unless the registry says it starts a live wildx page; the two exceptions are
- * wildx_stats (writes *out) and npk_jit_call_i32_i32 (jumps to f).
+ * wildx_stats (writes *out) and wildx_call_i32_i32 (jumps to f); the *_ex variants
+ * write *err.
  *
  * Lifecycle:  wildx_alloc -> WRITABLE -> wildx_seal -> EXECUTABLE -> wildx_free
  * No page is ever writable and executable at once. A write to a sealed page traps
@@ -29,6 +36,38 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The version of this header; wildx_version() returns the library's as WILDX_VERSION. */
+#define WILDX_VERSION_MAJOR 0
+#define WILDX_VERSION_MINOR 1
+#define WILDX_VERSION_PATCH 0
+#define WILDX_VERSION \
+    ((WILDX_VERSION_MAJOR << 16) | (WILDX_VERSION_MINOR << 8) | WILDX_VERSION_PATCH)
+
+/* Why a call was refused: stored through `int32_t *err` by the *_ex variants.
+ * New codes may be added at the end; a code is never reused. */
+#define WILDX_OK 0                  /* no error */
+#define WILDX_E_ZERO_LENGTH 1       /* alloc of 0 bytes */
+#define WILDX_E_LENGTH_OVERFLOW 2   /* size overflows when rounded up to pages (SIZE_MAX) */
+#define WILDX_E_QUOTA 3             /* the alloc would pass the quota (wildx_set_quota) */
+#define WILDX_E_NULL 4              /* the page pointer is NULL */
+#define WILDX_E_NOT_REGISTERED 5    /* foreign, interior or freed pointer (double free) */
+#define WILDX_E_WRONG_STATE 6       /* sealing a sealed page, verifying a writable one, ... */
+#define WILDX_E_TOO_SMALL 7         /* the page is smaller than what was to be written */
+#define WILDX_E_HELD_BY_HANDLE 8    /* the page is owned by a Rust handle in this process */
+#define WILDX_E_INTEGRITY 9         /* verify: the bytes changed since seal */
+#define WILDX_E_REGISTRY_STORAGE 10 /* the page registry could not grow; nothing mapped */
+#define WILDX_E_NO_MEMORY 11        /* the kernel: ENOMEM (memory, or vm.max_map_count) */
+#define WILDX_E_DENIED 12           /* the kernel: EACCES/EPERM; a policy (SELinux execmem,
+                                     * seccomp, hardened kernel) forbids PROT_EXEC or this
+                                     * memory operation */
+#define WILDX_E_OS 13               /* the kernel refused with another errno */
+#define WILDX_E_ARENA_FULL 14       /* arena push or import: no room left in the arena */
+#define WILDX_E_FOREIGN_FN 15       /* an arena function of another arena */
+#define WILDX_E_RETIRED 16          /* the arena function is retired */
+#define WILDX_E_ENTRY_ALIVE 17      /* retire: Rust Entry handles on the function live */
+#define WILDX_E_REENTRANT 18        /* an arena used inside its own Rust push_with closure */
+#define WILDX_E_REJECTED 19         /* the validator rejected the code (Rust compile) */
 
 /* wildx_state() of anything that is not a live wildx page: NULL, foreign, interior
  * or freed. -1, like every other refusal; wildx_state() never returns 0. */
@@ -50,7 +89,7 @@ struct wildx_stats {
     size_t quota;             /* the process-wide quota on live_bytes */
     uint64_t allocs;          /* successful wildx_alloc calls */
     uint64_t seals;           /* successful wildx_seal calls */
-    uint64_t frees;           /* successful wildx_free / npk_wildx_free calls */
+    uint64_t frees;           /* successful wildx_free calls */
     uint64_t refusals;        /* refused allocs, seals, frees and installs (not verifies) */
     size_t registry_bytes;    /* bytes the registry's own table has mapped */
     size_t registry_capacity; /* entries the registry can hold before it grows */
@@ -68,7 +107,7 @@ void *wildx_alloc(size_t size);
 /* Seals a WRITABLE page: records the FNV-1a 64 hash of its first `size` bytes (the
  * size given to wildx_alloc), then mprotects it read+execute. Syscall: mprotect.
  * Returns 0, or -1 changing nothing if `page` is not the start of a live WRITABLE page
- * (already sealed: bug246; freed, foreign, interior, NULL) or if the kernel refuses
+ * (already sealed, freed, foreign, interior, NULL) or if the kernel refuses
  * PROT_EXEC (the page then stays WRITABLE). Do not write the page while sealing it. */
 int32_t wildx_seal(void *page);
 
@@ -77,8 +116,6 @@ int32_t wildx_seal(void *page);
  * pointer. No thread may be calling into the page while it is freed. */
 int32_t wildx_free(void *page);
 
-/* The name the seed compiler's drop support emits at scope end: same as wildx_free. */
-int32_t npk_wildx_free(void *page);
 
 /* Re-hashes a sealed page's bytes and compares with the hash recorded at seal.
  * Returns 0 on a match, -1 on a mismatch or if `page` is not a live sealed page. */
@@ -91,15 +128,15 @@ int32_t wildx_state(const void *page);
 /* Writes the 5 bytes of int32_t add(int32_t, int32_t) (89 f8 01 f0 c3: mov eax, edi;
  * add eax, esi; ret) at the start of a live WRITABLE page of at least 5 bytes.
  * Returns 0, or -1 writing nothing (sealed, freed, foreign, too small, NULL). */
-int32_t npk_jit_install_add_i32(void *page);
+int32_t wildx_install_add_i32(void *page);
 
 /* Calls f(a, b). `f` must be a live sealed page holding code of that signature (as
- * npk_jit_install_add_i32 + wildx_seal make it), not freed during the call.
+ * wildx_install_add_i32 + wildx_seal make it), not freed during the call.
  * Built with the verify-on-call feature, the page is re-hashed first; if it is not a
  * live sealed page or its bytes changed, one line goes to stderr and the process
  * aborts with SIGABRT before any of its bytes run. Without the feature this is one
  * indirect call and anything else passed as `f` is undefined behaviour. */
-int32_t npk_jit_call_i32_i32(void *f, int32_t a, int32_t b);
+int32_t wildx_call_i32_i32(void *f, int32_t a, int32_t b);
 
 /* Sets the process-wide quota on mapped bytes. Lowering it below what is mapped
  * unmaps nothing; new allocations are refused until enough is freed. */
@@ -118,7 +155,7 @@ void wildx_stats(struct wildx_stats *out);
  * callable, on read+exec pages, at the next wildx_arena_publish(), which records each
  * function's FNV-1a hash first. Later pushes go to fresh pages: a page that held
  * published code is never writable again. A function's address is also a handle for
- * wildx_state / wildx_verify / npk_jit_call_i32_i32 (verify-on-call applies);
+ * wildx_state / wildx_verify / wildx_call_i32_i32 (verify-on-call applies);
  * wildx_free and wildx_seal refuse it. Every wildx_arena_* function checks the handle
  * against the registry first: NULL, freed or foreign handles are refused, never read. */
 typedef struct wildx_arena wildx_arena;
@@ -153,6 +190,51 @@ int32_t wildx_arena_retire(wildx_arena *arena, const void *fn);
 /* Unmaps the arena and all its functions. 0, or -1 touching nothing for a handle that
  * is not a live arena (NULL, freed twice, foreign). No thread may be running its code. */
 int32_t wildx_arena_free(wildx_arena *arena);
+
+/* The arena calls with the reason stored in *err (WILDX_OK on success; `err` may be
+ * NULL). A handle that is not a live arena gives WILDX_E_NOT_REGISTERED.
+ *   wildx_arena_new_ex:     ZERO_LENGTH, LENGTH_OVERFLOW, NO_MEMORY, REGISTRY_STORAGE
+ *   wildx_arena_push_ex:    NULL (code), ZERO_LENGTH, ARENA_FULL, QUOTA, NO_MEMORY,
+ *                           DENIED, REGISTRY_STORAGE
+ *   wildx_arena_import_ex:  NULL (target), ARENA_FULL, QUOTA, NO_MEMORY, DENIED
+ *   wildx_arena_publish_ex: DENIED (PROT_EXEC forbidden), NO_MEMORY, OS
+ *   wildx_arena_retire_ex:  NOT_REGISTERED (no function starts at fn), WRONG_STATE (not
+ *                           published), RETIRED, ENTRY_ALIVE, NO_MEMORY, OS */
+wildx_arena *wildx_arena_new_ex(size_t capacity, int32_t *err);
+void *wildx_arena_push_ex(wildx_arena *arena, const void *code, size_t len, int32_t *err);
+void *wildx_arena_import_ex(wildx_arena *arena, void (*target)(void), int32_t *err);
+int32_t wildx_arena_publish_ex(wildx_arena *arena, int32_t *err);
+int32_t wildx_arena_retire_ex(wildx_arena *arena, const void *fn, int32_t *err);
+/* The *_ex variants: the same call, and the reason stored in *err (WILDX_OK on
+ * success). `err` may be NULL. Codes each can store:
+ *   wildx_alloc_ex:  ZERO_LENGTH, LENGTH_OVERFLOW, QUOTA, NO_MEMORY, DENIED, OS,
+ *                    REGISTRY_STORAGE
+ *   wildx_seal_ex:   NULL, NOT_REGISTERED, WRONG_STATE (already sealed), HELD_BY_HANDLE,
+ *                    DENIED (PROT_EXEC forbidden; the page stays WRITABLE), NO_MEMORY, OS
+ *   wildx_free_ex:   NULL, NOT_REGISTERED (double free, foreign, interior),
+ *                    HELD_BY_HANDLE, DENIED or OS (munmap refused; the page is kept)
+ *   wildx_verify_ex: INTEGRITY, NULL, NOT_REGISTERED, WRONG_STATE (not sealed)
+ *   wildx_install_add_i32_ex: NULL, NOT_REGISTERED, WRONG_STATE (sealed), TOO_SMALL,
+ *                    HELD_BY_HANDLE */
+void *wildx_alloc_ex(size_t size, int32_t *err);
+int32_t wildx_seal_ex(void *page, int32_t *err);
+int32_t wildx_free_ex(void *page, int32_t *err);
+int32_t wildx_verify_ex(const void *page, int32_t *err);
+int32_t wildx_install_add_i32_ex(void *page, int32_t *err);
+
+/* A static message for a WILDX_OK / WILDX_E_* code ("unknown wildx error code" for
+ * anything else). Never NULL; do not free it. */
+const char *wildx_strerror(int32_t code);
+
+/* The library's version, encoded as WILDX_VERSION is: compare the two to catch a
+ * header and a library from different releases. */
+uint32_t wildx_version(void);
+
+/* Compatibility names (see docs/c.md): the same functions under the names an earlier
+ * runtime's generated code calls. */
+int32_t npk_wildx_free(void *page);                                 /* wildx_free */
+int32_t npk_jit_install_add_i32(void *page);                        /* wildx_install_add_i32 */
+int32_t npk_jit_call_i32_i32(void *f, int32_t a, int32_t b);        /* wildx_call_i32_i32 */
 
 #ifdef __cplusplus
 } /* extern "C" */

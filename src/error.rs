@@ -11,6 +11,21 @@ use crate::validate::Violation;
 
 /// Why a wildx operation was refused. Nothing changed when one is returned, except
 /// where a variant says otherwise.
+///
+/// `#[non_exhaustive]`: later versions add variants (for example, for policies that
+/// forbid executable memory in new ways), so a `match` needs a `_` arm:
+///
+/// ```
+/// fn advice(e: wildx::Error) -> &'static str {
+///     match e {
+///         wildx::Error::QuotaExceeded { .. } => "free some code or raise wildx::set_quota",
+///         wildx::Error::Os(_) => "the kernel or a security policy refused",
+///         _ => "a bug in the caller: wrong pointer, state or length",
+///     }
+/// }
+/// assert_eq!(advice(wildx::Page::new(0).unwrap_err()), "a bug in the caller: wrong pointer, state or length");
+/// ```
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
     /// `alloc(0)`: a page must hold at least one byte.

@@ -4,7 +4,7 @@
 //! verify-on-call hook when that feature is on, and compiles to a plain indirect call
 //! when it is off.
 //!
-//! The five bytes are the seed's: `89 f8` (mov eax, edi), `01 f0` (add eax, esi), `c3`
+//! The five bytes: `89 f8` (mov eax, edi), `01 f0` (add eax, esi), `c3`
 //! (ret): the System V AMD64 `int32_t add(int32_t, int32_t)` with wrapping overflow.
 //!
 //! ```
@@ -26,7 +26,7 @@ use crate::typed::{Code, Page};
 /// `mov eax, edi; add eax, esi; ret`.
 pub const ADD_I32: [u8; 5] = [0x89, 0xf8, 0x01, 0xf0, 0xc3];
 
-/// The bytes [`compile_add_i32`] allocates, as the seed did (one page is mapped).
+/// The bytes [`compile_add_i32`] allocates (one page is mapped).
 pub const ADD_PAGE_LEN: usize = 64;
 
 /// The type of the add page's code.
@@ -36,8 +36,7 @@ pub type AddI32 = extern "sysv64" fn(i32, i32) -> i32;
 /// `mprotect`, and `munmap` on failure.
 ///
 /// Returns the sealed page, or null with nothing left mapped or registered if any step
-/// fails (quota, `mmap`, `PROT_EXEC` refused). Unlike the seed's helper, it never
-/// returns a page it has freed.
+/// fails (quota, `mmap`, `PROT_EXEC` refused). It never returns a page it has freed.
 #[must_use]
 pub fn compile_add_i32() -> *mut u8 {
     let page = crate::raw::alloc(ADD_PAGE_LEN);

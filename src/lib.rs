@@ -25,11 +25,33 @@ mod registry;
 mod typed;
 pub mod validate;
 
+/// The long-form documentation, `docs/*.md` in the repository, rendered here so that the
+/// README's links work on docs.rs and crates.io alike. Pages only, no items.
+pub mod docs {
+    #[doc = include_str!("../docs/contract.md")]
+    pub mod contract {}
+    #[doc = include_str!("../docs/c.md")]
+    pub mod c {}
+    #[doc = include_str!("../docs/freestanding.md")]
+    pub mod freestanding {}
+    #[doc = include_str!("../docs/performance.md")]
+    pub mod performance {}
+    #[doc = include_str!("../docs/reliability.md")]
+    pub mod reliability {}
+    #[doc = include_str!("../docs/profiling.md")]
+    pub mod profiling {}
+    #[doc = include_str!("../docs/validator.md")]
+    pub mod validator {}
+}
+
+#[cfg(feature = "validate")]
+pub use arena::CheckedFn;
 pub use arena::{Arena, Entry, FnId};
+
 pub use error::Error;
 pub use global::MmapAlloc;
 pub use hash::fnv1a64;
 pub use page::{PageInfo, Stats, inspect, quota, set_quota, stats};
 pub use registry::{DEFAULT_QUOTA, State};
 pub use sys::Errno;
-pub use typed::{Code, Page, SealError, Signature};
+pub use typed::{Code, FnRef, FreeError, Page, SafeSignature, SealError, Signature};

@@ -58,6 +58,16 @@ pub struct PageInfo {
     pub held_by_handle: bool,
 }
 
+// SAFETY: a PageInfo is a copied snapshot: `start` is only an address, never
+// dereferenced through the PageInfo, and every other field is plain data. Sending or
+// sharing it gives no access to the page. (The only unsafe in this file; an item-level
+// allowance keeps the file's logic free of unsafe.)
+#[allow(unsafe_code)]
+unsafe impl Send for PageInfo {}
+// SAFETY: as Send: `&PageInfo` only reads copied values.
+#[allow(unsafe_code)]
+unsafe impl Sync for PageInfo {}
+
 /// A snapshot of the registry's accounting.
 ///
 /// `#[repr(C)]`: with the `capi` feature this is `struct wildx_stats` of
@@ -508,6 +518,16 @@ pub fn stats() -> Stats {
 /// Sets the process-wide quota on mapped bytes (default 256 MiB). Lowering it below the
 /// bytes already mapped unmaps nothing: live pages still seal, run and free, and new
 /// allocations are refused until enough is freed.
+///
+/// ```
+/// let code = wildx::jit::compile_add()?;          // one live page
+/// wildx::set_quota(0);                            // below what is mapped
+/// assert!(matches!(wildx::Page::new(1), Err(wildx::Error::QuotaExceeded { .. })));
+/// assert_eq!(code.call((1, 2)), 3);               // live code keeps working
+/// drop(code);
+/// wildx::set_quota(wildx::DEFAULT_QUOTA);
+/// # Ok::<(), wildx::Error>(())
+/// ```
 pub fn set_quota(bytes: usize) {
     REGISTRY.write().set_quota(bytes);
 }

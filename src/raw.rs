@@ -1,5 +1,5 @@
-//! The raw surface: pointers in; a pointer, null, 0 or -1 out. Parity with the seed
-//! runtime's `wildx_alloc` / `wildx_seal` / `wildx_free`, and the layer FFI glue uses.
+//! The raw surface: pointers in; a pointer, null, 0 or -1 out. The C ABI's
+//! `wildx_alloc` / `wildx_seal` / `wildx_free` in Rust, and the layer FFI glue uses.
 //!
 //! Every function here is safe to call with any pointer: a pointer that is not the
 //! start of a live wildx page (null, stack, heap, static, interior, freed) is refused
@@ -12,7 +12,7 @@
 //! assert!(!page.is_null());
 //! assert_eq!(wildx::raw::state(page), Some(wildx::State::Writable));
 //! assert_eq!(wildx::raw::seal(page), 0);
-//! assert_eq!(wildx::raw::seal(page), -1); // bug246: a second seal is refused
+//! assert_eq!(wildx::raw::seal(page), -1); // a second seal is refused
 //! assert_eq!(wildx::raw::verify(page), 0);
 //! assert_eq!(wildx::raw::free(page), 0);
 //! assert_eq!(wildx::raw::free(page), -1); // double free refused, nothing touched

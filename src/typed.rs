@@ -134,7 +134,18 @@ impl Page {
     ///
     /// # Errors
     /// [`Error::Os`] if the kernel refuses `PROT_EXEC` (SELinux `execmem`, seccomp, a
-    /// hardened kernel). The page comes back, still WRITABLE, inside the [`SealError`].
+    /// hardened kernel). The page comes back, still WRITABLE, inside the [`SealError`];
+    /// `?` turns it into the [`Error`] and frees the page.
+    ///
+    /// ```
+    /// use wildx::{Code, Page};
+    /// let page = Page::with_code(&[0x8d, 0x47, 0x01, 0xc3])?; // lea eax, [rdi + 1]; ret
+    /// // SAFETY: the bytes return their i32 argument plus one, touching nothing else.
+    /// let inc: Code<extern "C" fn(i32) -> i32> = unsafe { page.seal() }?;
+    /// assert_eq!(inc.call((41,)), 42);
+    /// assert_eq!(inc.seal_hash(), wildx::fnv1a64(&[0x8d, 0x47, 0x01, 0xc3]));
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
     pub unsafe fn seal<F: Signature>(self) -> Result<Code<F>, SealError> {
         match page::seal(self.as_ptr(), Access::Handle) {
             Ok(_) => {
@@ -176,28 +187,40 @@ impl Page {
     ///
     /// # Errors
     /// [`Error::Os`] if the kernel refuses the `munmap` (only a seccomp policy can);
-    /// the page is then still mapped, registered and WRITABLE, and comes back with the
-    /// error so the caller can retry, or drop it.
+    /// the page is then still mapped, registered and WRITABLE, and comes back inside the
+    /// [`FreeError`] so the caller can retry, or drop it. `?` turns the `FreeError` into
+    /// its [`Error`] (dropping the page, which tries the `munmap` once more).
     ///
     /// ```
     /// let page = wildx::Page::new(64)?;
     /// let p = page.as_ptr();
-    /// page.free().map_err(|(error, _page)| error)?;
+    /// page.free()?;
     /// assert_eq!(wildx::raw::state(p), None);
     /// # Ok::<(), wildx::Error>(())
     /// ```
-    pub fn free(self) -> Result<(), (Error, Page)> {
+    pub fn free(self) -> Result<(), FreeError<Page>> {
         match page::free(self.as_ptr(), Access::Handle) {
             Ok(()) => {
                 core::mem::forget(self);
                 Ok(())
             }
-            Err(error) => Err((error, self)),
+            Err(error) => Err(FreeError { error, handle: self }),
         }
     }
 
     /// Gives up the handle and returns the page's pointer for the raw surface (the page
     /// stays mapped and WRITABLE; free it with [`crate::raw::free`]).
+    ///
+    /// ```
+    /// let page = wildx::Page::new(64)?;
+    /// let p = page.into_raw().as_ptr();
+    /// assert_eq!(wildx::jit::install_add_i32(p), 0); // the raw surface may write it now
+    /// // SAFETY: nothing writes `p` through the raw surface while the handle lives.
+    /// let page = unsafe { wildx::Page::from_raw(p) }?;
+    /// assert_eq!(page.as_slice()[..5], wildx::jit::ADD_I32);
+    /// assert_eq!(wildx::raw::free(p), -1); // refused: a handle owns it again
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
     #[must_use]
     pub fn into_raw(self) -> NonNull<u8> {
         let ptr = self.ptr;
@@ -247,6 +270,25 @@ impl fmt::Debug for Page {
 }
 
 /// A refused [`Page::seal`]: the reason, and the page, still WRITABLE and usable.
+///
+/// `?` keeps only the reason (and drops the page, which frees it); match on it to get the
+/// page back, for example to hand its bytes to an interpreter instead:
+///
+/// ```
+/// use wildx::{Error, Page, SealError};
+/// let page = Page::with_code(&wildx::jit::ADD_I32)?;
+/// // SAFETY: the bytes are add(i32, i32).
+/// match unsafe { page.seal::<wildx::jit::AddI32>() } {
+///     Ok(add) => assert_eq!(add.call((2, 3)), 5),
+///     // Refused (say, a policy forbids executable memory): the page is still
+///     // WRITABLE, with the same bytes.
+///     Err(SealError { error, page }) => {
+///         assert!(matches!(error, Error::Os(_)));
+///         assert_eq!(page.as_slice(), &wildx::jit::ADD_I32);
+///     }
+/// }
+/// # Ok::<(), wildx::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct SealError {
     /// Why the seal was refused.
@@ -277,12 +319,71 @@ impl From<SealError> for Error {
     }
 }
 
+/// A refused [`Page::free`] or [`Code::free`]: the reason, and the handle, still owning
+/// its live page. `T` is [`Page`] or [`Code<F>`].
+///
+/// `?` converts it into its [`Error`] (the handle is dropped, which tries the `munmap`
+/// once more and, if that is refused too, leaves the page to the raw surface).
+///
+/// ```
+/// fn rebuild() -> Result<(), wildx::Error> {
+///     let old = wildx::jit::compile_add()?;
+///     old.free()?; // a refusal comes back as wildx::Error::Os(errno)
+///     Ok(())
+/// }
+/// rebuild()?;
+/// # Ok::<(), wildx::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct FreeError<T> {
+    /// Why the free was refused.
+    pub error: Error,
+    /// The handle, still owning its page, unchanged.
+    pub handle: T,
+}
+
+impl<T> FreeError<T> {
+    /// The handle, still owning its page.
+    pub fn into_inner(self) -> T {
+        self.handle
+    }
+}
+
+impl<T> fmt::Display for FreeError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "free refused: {}", self.error)
+    }
+}
+
+impl<T: fmt::Debug> core::error::Error for FreeError<T> {}
+
+impl<T> From<FreeError<T>> for Error {
+    /// Keeps the reason; the handle is dropped.
+    fn from(e: FreeError<T>) -> Error {
+        e.error
+    }
+}
+
 /// Sealed, executable code of signature `F`, owned by this handle. Dropping it frees
 /// the page.
 ///
-/// There is no way to write through it, and no way to get a function pointer that
-/// outlives it: calls go through [`Code::call`], the runtime call path (which re-hashes
-/// the page first under the `verify-on-call` feature).
+/// There is no way to write through it. Calls go through [`Code::call`] (safe
+/// signatures), [`Code::call_unchecked`] (`unsafe extern` signatures), or a
+/// [`FnRef`] borrowed from it with [`Code::as_fn`]: all of them are runtime call paths,
+/// which re-hash the page first under the `verify-on-call` feature. A bare function
+/// pointer that could outlive the code only comes out of the `unsafe`
+/// [`FnRef::into_fn`].
+///
+/// ```
+/// use wildx::{Code, Page};
+/// // mov rax, rdi; imul rax, rsi; ret
+/// let mul = [0x48, 0x89, 0xf8, 0x48, 0x0f, 0xaf, 0xc6, 0xc3];
+/// // SAFETY: the bytes multiply the two i64 arguments and return the product.
+/// let mul: Code<extern "C" fn(i64, i64) -> i64> = unsafe { Page::with_code(&mul)?.seal() }?;
+/// assert_eq!(mul.call((6, 7)), 42);
+/// mul.verify()?; // the bytes are still the ones sealed
+/// # Ok::<(), wildx::Error>(())
+/// ```
 #[must_use = "dropping a Code frees it"]
 pub struct Code<F: Signature> {
     ptr: NonNull<u8>,
@@ -298,18 +399,86 @@ unsafe impl<F: Signature> Send for Code<F> {}
 unsafe impl<F: Signature> Sync for Code<F> {}
 
 impl<F: Signature> Code<F> {
-    /// Calls the code with `args` as a tuple: `code.call((7, 35))`.
+    /// Calls the code with `args` as a tuple: `code.call((7, 35))`, `code.call(())` for
+    /// no arguments, `code.call((x,))` for one.
+    ///
+    /// Only for safe signatures ([`SafeSignature`]); code typed as an `unsafe extern` fn
+    /// is called with the `unsafe` [`Code::call_unchecked`]:
+    /// ```compile_fail,E0277
+    /// let page = wildx::Page::with_code(&[0x89, 0xf8, 0xc3])?; // mov eax, edi; ret
+    /// // SAFETY: the bytes return their argument.
+    /// let id = unsafe { page.seal::<unsafe extern "C" fn(i32) -> i32>() }?;
+    /// id.call((1,)); // an unsafe fn type: no safe call
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
     ///
     /// With the `verify-on-call` feature the page is first re-hashed and the process
     /// aborts (SIGABRT, one line on stderr) on a mismatch; without it this costs what a
     /// call through a function pointer costs.
     #[inline]
-    pub fn call(&self, args: F::Args) -> F::Ret {
+    pub fn call(&self, args: F::Args) -> F::Ret
+    where
+        F: SafeSignature,
+    {
+        // SAFETY: `F` is a safe fn type, so the call has no precondition of its own
+        // beyond what `Page::seal`'s contract already guarantees for these bytes.
+        unsafe { self.call_unchecked(args) }
+    }
+
+    /// Calls the code with `args` as a tuple, for any signature, `unsafe extern` ones
+    /// included. The same runtime call path as [`Code::call`] (verify-on-call hooks in).
+    ///
+    /// # Safety
+    /// Whatever calling a function of type `F` with `args` requires: for an
+    /// `unsafe extern` signature, the preconditions of the code itself (valid pointers,
+    /// ranges, and so on, as the code's author documented them when sealing it). For a
+    /// safe signature there are none; use [`Code::call`].
+    ///
+    /// ```
+    /// use wildx::{Code, Page};
+    /// // movzx eax, byte ptr [rdi]; ret
+    /// let load = [0x0f, 0xb6, 0x07, 0xc3];
+    /// // SAFETY: the bytes read one byte at their pointer argument and return it; the
+    /// // signature is unsafe because the pointer must be valid.
+    /// let load: Code<unsafe extern "C" fn(*const u8) -> u8> =
+    ///     unsafe { Page::with_code(&load)?.seal() }?;
+    /// let byte = 0x2a_u8;
+    /// // SAFETY: `&byte` is valid for reading one byte.
+    /// assert_eq!(unsafe { load.call_unchecked((&byte,)) }, 0x2a);
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
+    #[inline]
+    pub unsafe fn call_unchecked(&self, args: F::Args) -> F::Ret {
         #[cfg(feature = "verify-on-call")]
         page::verify_before_call(self.ptr.as_ptr());
         // SAFETY: the page is live and EXECUTABLE while `self` is (held flag: nobody
-        // else can free it), and `Page::seal`'s contract says its bytes implement `F`.
+        // else can free it), `Page::seal`'s contract says its bytes implement `F`, and
+        // the caller meets `F`'s own preconditions.
         unsafe { F::call_at(self.ptr, args) }
+    }
+
+    /// A typed function reference borrowed from this code: `Copy`, callable, and unable
+    /// to outlive the `Code` (so the code cannot be freed while it exists).
+    ///
+    /// ```
+    /// let add = wildx::jit::compile_add()?;
+    /// let f = add.as_fn();
+    /// let table = [f, f];
+    /// assert_eq!(table.iter().map(|f| f.call((20, 1))).sum::<i32>(), 42);
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
+    ///
+    /// Freeing the code while the reference lives does not compile:
+    /// ```compile_fail,E0505
+    /// let add = wildx::jit::compile_add()?;
+    /// let f = add.as_fn();
+    /// drop(add); // the borrow is still in use below
+    /// f.call((1, 2));
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
+    #[must_use]
+    pub fn as_fn(&self) -> FnRef<'_, F> {
+        FnRef { ptr: self.ptr, code: PhantomData }
     }
 
     /// Re-hashes the code and compares with the hash recorded at seal. Syscalls: none.
@@ -317,6 +486,19 @@ impl<F: Signature> Code<F> {
     /// # Errors
     /// [`Error::IntegrityMismatch`] with both hashes if the bytes changed (through
     /// `/proc/self/mem`, ptrace, or someone re-`mprotect`ing the page).
+    ///
+    /// ```
+    /// use std::os::unix::fs::FileExt;
+    /// let add = wildx::jit::compile_add()?;
+    /// add.verify()?;
+    /// // Tamper the way a debugger or an attacker with a write primitive would:
+    /// // /proc/self/mem writes through the page protection.
+    /// let mem = std::fs::OpenOptions::new().write(true).open("/proc/self/mem").unwrap();
+    /// mem.write_all_at(&[0x29], add.as_ptr() as u64 + 2).unwrap(); // add -> sub
+    /// let sealed = add.seal_hash();
+    /// assert!(matches!(add.verify(), Err(wildx::Error::IntegrityMismatch { sealed: s, .. }) if s == sealed));
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
     pub fn verify(&self) -> Result<(), Error> {
         page::verify(self.as_ptr()).map(drop)
     }
@@ -359,28 +541,37 @@ impl<F: Signature> Code<F> {
     ///
     /// # Errors
     /// [`Error::Os`] if the kernel refuses the `munmap` (only a seccomp policy can);
-    /// the code is then still mapped, registered and callable, and comes back with the
-    /// error.
+    /// the code is then still mapped, registered and callable, and comes back inside the
+    /// [`FreeError`]. `?` turns it into its [`Error`].
     ///
     /// ```
     /// let add = wildx::jit::compile_add()?;
     /// let p = add.as_ptr();
-    /// add.free().map_err(|(error, _code)| error)?;
+    /// add.free()?;
     /// assert_eq!(wildx::raw::state(p), None);
     /// # Ok::<(), wildx::Error>(())
     /// ```
-    pub fn free(self) -> Result<(), (Error, Code<F>)> {
+    pub fn free(self) -> Result<(), FreeError<Code<F>>> {
         match page::free(self.as_ptr(), Access::Handle) {
             Ok(()) => {
                 core::mem::forget(self);
                 Ok(())
             }
-            Err(error) => Err((error, self)),
+            Err(error) => Err(FreeError { error, handle: self }),
         }
     }
 
     /// Gives up the handle and returns the pointer for the raw surface (the page stays
     /// mapped and EXECUTABLE; free it with [`crate::raw::free`]).
+    ///
+    /// ```
+    /// use wildx::{jit::AddI32, Code};
+    /// let p = wildx::jit::compile_add()?.into_raw().as_ptr();
+    /// // SAFETY: p holds the add code, which implements AddI32.
+    /// let add: Code<AddI32> = unsafe { Code::from_raw(p) }?;
+    /// assert_eq!(add.call((40, 2)), 42);
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
     #[must_use]
     pub fn into_raw(self) -> NonNull<u8> {
         let ptr = self.ptr;
@@ -417,14 +608,125 @@ impl<F: Signature> fmt::Debug for Code<F> {
     }
 }
 
+/// A typed function reference into a [`Code<F>`], borrowed from it by [`Code::as_fn`]
+/// (or into an arena function, by [`crate::Entry::as_fn`]): the lifetime `'a` ties it to
+/// the code, so it cannot be called after the code is freed or retired.
+///
+/// Calls go through the same runtime call path as [`Code::call`] (re-hashed first under
+/// `verify-on-call`).
+pub struct FnRef<'a, F: Signature> {
+    ptr: NonNull<u8>,
+    code: PhantomData<&'a Code<F>>,
+}
+
+impl<F: Signature> Clone for FnRef<'_, F> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F: Signature> Copy for FnRef<'_, F> {}
+
+// SAFETY: an FnRef is a shared borrow of a `Code<F>`, which is Sync: sending or sharing
+// it gives other threads what `&Code<F>` gives them, calls only.
+unsafe impl<F: Signature> Send for FnRef<'_, F> {}
+// SAFETY: as Send.
+unsafe impl<F: Signature> Sync for FnRef<'_, F> {}
+
+impl<'a, F: Signature> FnRef<'a, F> {
+    /// A reference to the code at `ptr`, for as long as `'a`.
+    ///
+    /// # Safety
+    /// `ptr` must start live executable code implementing `F` that stays so for `'a`.
+    pub(crate) unsafe fn new(ptr: NonNull<u8>) -> FnRef<'a, F> {
+        FnRef { ptr, code: PhantomData }
+    }
+
+    /// Calls the code with `args` as a tuple; as [`Code::call`].
+    #[inline]
+    pub fn call(self, args: F::Args) -> F::Ret
+    where
+        F: SafeSignature,
+    {
+        // SAFETY: `F` is a safe fn type; the borrow keeps the code live and sealed.
+        unsafe { self.call_unchecked(args) }
+    }
+
+    /// Calls the code with `args` as a tuple, for any signature; as
+    /// [`Code::call_unchecked`].
+    ///
+    /// # Safety
+    /// As [`Code::call_unchecked`]: whatever calling a function of type `F` with `args`
+    /// requires.
+    #[inline]
+    pub unsafe fn call_unchecked(self, args: F::Args) -> F::Ret {
+        #[cfg(feature = "verify-on-call")]
+        page::verify_before_call(self.ptr.as_ptr());
+        // SAFETY: the borrow of the `Code` keeps the page live and EXECUTABLE for `'a`;
+        // `Page::seal`'s contract says its bytes implement `F`; the caller meets `F`'s
+        // own preconditions.
+        unsafe { F::call_at(self.ptr, args) }
+    }
+
+    /// The start of the code.
+    #[must_use]
+    pub fn as_ptr(self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The bare function pointer, for a table the borrow checker cannot follow or a C
+    /// callback. Calls through it skip the verify-on-call check.
+    ///
+    /// # Safety
+    /// The returned pointer must not be called after the [`Code`] it came from is freed
+    /// (dropped, [`Code::free`]d, or freed through the raw surface after
+    /// [`Code::into_raw`]): the address may by then be unmapped, or hold other code.
+    ///
+    /// ```
+    /// let add = wildx::jit::compile_add()?;
+    /// // SAFETY: `f` is only called while `add` is alive.
+    /// let f: wildx::jit::AddI32 = unsafe { add.as_fn().into_fn() };
+    /// assert_eq!(f(40, 2), 42);
+    /// drop(add); // `f` must not be called from here on
+    /// # Ok::<(), wildx::Error>(())
+    /// ```
+    #[must_use]
+    pub unsafe fn into_fn(self) -> F {
+        // SAFETY: `F` is a fn pointer type (sealed trait, implemented only by the macro
+        // below), and code and function pointers have the same size and representation
+        // on x86-64.
+        unsafe { core::mem::transmute_copy::<*mut u8, F>(&self.ptr.as_ptr()) }
+    }
+}
+
+impl<F: Signature> fmt::Debug for FnRef<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnRef").field("ptr", &self.ptr).finish()
+    }
+}
+
 mod sealed {
     pub trait Sealed {}
 }
 
-/// A function-pointer type that sealed code can be typed as:
-/// `extern "sysv64" fn(A, B, ..) -> R` with up to six arguments.
+/// A function-pointer type that sealed code can be typed as: a System V AMD64 function
+/// of up to six arguments, written `extern "sysv64" fn(A, ..) -> R` or
+/// `extern "C" fn(A, ..) -> R` (the same convention on x86-64 Linux), safe or `unsafe`.
 ///
-/// Implemented by wildx only; the arguments of a call are passed as a tuple.
+/// Implemented by wildx only; you choose a signature by naming the fn type when
+/// sealing. The arguments of a call are passed as a tuple (`()` for none, `(a,)` for
+/// one). Safe fn types also implement [`SafeSignature`] and get the safe
+/// [`Code::call`]; `unsafe extern` ones only the `unsafe` [`Code::call_unchecked`].
+///
+/// ```
+/// use wildx::{Code, Page};
+/// // A signature is a type alias; the bytes are `lea eax, [rdi + rsi*2]; ret`.
+/// type Affine = extern "C" fn(i32, i32) -> i32;
+/// // SAFETY: the bytes compute a + 2*b from the two i32 arguments.
+/// let f: Code<Affine> = unsafe { Page::with_code(&[0x8d, 0x04, 0x77, 0xc3])?.seal() }?;
+/// assert_eq!(f.call((2, 20)), 42);
+/// # Ok::<(), wildx::Error>(())
+/// ```
 pub trait Signature: Copy + sealed::Sealed {
     /// The arguments, as a tuple (`()` for none, `(A,)` for one).
     type Args;
@@ -435,28 +737,54 @@ pub trait Signature: Copy + sealed::Sealed {
     ///
     /// # Safety
     /// `code` must be the start of live executable memory whose bytes implement `Self`
-    /// (see [`Page::seal`]), and must stay mapped for the whole call.
+    /// (see [`Page::seal`]), and must stay mapped for the whole call; for an `unsafe`
+    /// fn type, `args` must also meet that function's own preconditions.
     unsafe fn call_at(code: NonNull<u8>, args: Self::Args) -> Self::Ret;
 }
 
-macro_rules! signature {
-    ($($arg:ident),*) => {
-        impl<R $(, $arg)*> sealed::Sealed for extern "sysv64" fn($($arg),*) -> R {}
+/// The [`Signature`]s of safe fn types (`extern "sysv64" fn`, `extern "C" fn`): code of
+/// such a type is called without `unsafe`, through [`Code::call`] and [`FnRef::call`].
+pub trait SafeSignature: Signature {}
 
-        impl<R $(, $arg)*> Signature for extern "sysv64" fn($($arg),*) -> R {
+/// Implements [`Signature`] for one fn-pointer type of the given arity, and
+/// [`SafeSignature`] too when `safe` is given.
+macro_rules! signature_for {
+    ($safety:ident, ($($qual:tt)*), $abi:literal, $($arg:ident),*) => {
+        impl<R $(, $arg)*> sealed::Sealed for $($qual)* extern $abi fn($($arg),*) -> R {}
+
+        impl<R $(, $arg)*> Signature for $($qual)* extern $abi fn($($arg),*) -> R {
             type Args = ($($arg,)*);
             type Ret = R;
 
             #[inline(always)]
             #[allow(non_snake_case)]
+            #[allow(unused_unsafe)]
             unsafe fn call_at(code: NonNull<u8>, ($($arg,)*): Self::Args) -> R {
                 // SAFETY: the caller guarantees `code` is live executable memory
                 // implementing exactly this signature; code and function pointers have
                 // the same size and representation on x86-64.
                 let f: Self = unsafe { core::mem::transmute::<*mut u8, Self>(code.as_ptr()) };
-                f($($arg),*)
+                // SAFETY: for the `unsafe` fn types, the caller meets the function's own
+                // preconditions (this function's contract); the safe ones have none.
+                unsafe { f($($arg),*) }
             }
         }
+
+        signature_for!(@$safety $($qual)* extern $abi fn($($arg),*) -> R; $($arg),*);
+    };
+    (@safe $ty:ty; $($arg:ident),*) => {
+        impl<R $(, $arg)*> SafeSignature for $ty {}
+    };
+    (@unsafe $ty:ty; $($arg:ident),*) => {};
+}
+
+/// The four fn-pointer types of one arity: safe and `unsafe`, `"sysv64"` and `"C"`.
+macro_rules! signature {
+    ($($arg:ident),*) => {
+        signature_for!(safe, (), "sysv64", $($arg),*);
+        signature_for!(safe, (), "C", $($arg),*);
+        signature_for!(unsafe, (unsafe), "sysv64", $($arg),*);
+        signature_for!(unsafe, (unsafe), "C", $($arg),*);
     };
 }
 

@@ -8,7 +8,7 @@
 //! The library is built once per test binary and per variant (plain, and with
 //! `verify-on-call`) into `$CARGO_TARGET_TMPDIR/capi`, a target dir of its own: the outer
 //! cargo holds the lock on its target dir while tests run, so the nested build cannot
-//! share it. It is a release build, the one the README's link line names.
+//! share it. It is a release build, the one the C guide's (docs/c.md) link line names.
 //!
 //! This file needs `unsafe` only in `exports_from_rust`, which calls the two exports
 //! that are `unsafe extern "C" fn` (a call into a page, a write through an out-pointer).
@@ -44,7 +44,7 @@ enum Variant {
     Plain,
     /// `cargo build --release -p wildx-capi --features verify-on-call`
     VerifyOnCall,
-    /// `CARGO_PROFILE_RELEASE_LTO=fat cargo build --release -p wildx-capi`, the README's
+    /// `CARGO_PROFILE_RELEASE_LTO=fat cargo build --release -p wildx-capi`, docs/c.md's
     /// build for the smallest programs, in a target dir of its own (profile settings
     /// would otherwise rebuild the shared dependencies back and forth).
     Lto,
@@ -251,18 +251,18 @@ fn c_program_passes(source: &'static str) {
 }
 
 #[test]
-fn bug264_smoke() {
-    c_program_passes("bug264.c");
+fn smoke() {
+    c_program_passes("smoke.c");
 }
 
-/// The README's link line exactly (`cc prog.c -Iinclude -L... -lwildx`, no extra flags),
+/// The link line of `docs/c.md` exactly (`cc prog.c -Iinclude -L... -lwildx`, no extra flags),
 /// and the one it recommends (`-Wl,--gc-sections`), which must drop the unused parts of
 /// core and alloc that the archive carries.
 #[test]
 fn readme_link_lines() {
-    let plain = Build::c("bug264-readme", "bug264.c").compiler("cc").cflags(&[]).run();
+    let plain = Build::c("smoke-readme", "smoke.c").compiler("cc").cflags(&[]).run();
     assert_exit0(&plain, &[]);
-    let gc = Build::c("bug264-gc", "bug264.c").compiler("cc").cflags(&[]).ldflags(&["-Wl,--gc-sections"]).run();
+    let gc = Build::c("smoke-gc", "smoke.c").compiler("cc").cflags(&[]).ldflags(&["-Wl,--gc-sections"]).run();
     assert_exit0(&gc, &[]);
     let (plain_len, gc_len) = (std::fs::metadata(&plain).unwrap().len(), std::fs::metadata(&gc).unwrap().len());
     assert!(gc_len <= plain_len, "--gc-sections grew the program ({gc_len} > {plain_len} bytes)");
@@ -273,7 +273,7 @@ fn readme_link_lines() {
 /// `--gc-sections`.
 #[test]
 fn lto_library() {
-    let dynamic = Build::c("bug264-lto", "bug264.c").compiler("cc").cflags(&[]).variant(Variant::Lto).run();
+    let dynamic = Build::c("smoke-lto", "smoke.c").compiler("cc").cflags(&[]).variant(Variant::Lto).run();
     assert_exit0(&dynamic, &[]);
     let data = std::fs::read(&dynamic).expect("read the program");
     let file = object::File::parse(&*data).expect("parse the program");
@@ -294,11 +294,13 @@ fn lto_library() {
     assert_eq!(assert_exit0(&nostdlib, &[]).stdout, b"nostdlib: ok\n");
 }
 
-/// The README's ten-line example, built with the README's link line.
+/// The example of `docs/c.md`, built with the link line it gives.
 #[test]
 fn readme_example() {
     let bin = Build::c("readme", "readme.c").compiler("cc").ldflags(&["-Wl,--gc-sections"]).run();
-    assert_eq!(assert_exit0(&bin, &[]).stdout, b"42\n-1\n");
+    let out = assert_exit0(&bin, &[]);
+    let expected = "42\nthe page is not in the state the operation needs (already sealed, or not sealed)\n";
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 }
 
 #[test]
@@ -312,8 +314,76 @@ fn arena() {
 }
 
 #[test]
-fn bug246_second_seal_refused() {
-    c_program_passes("bug246.c");
+fn second_seal_refused() {
+    c_program_passes("seal_twice.c");
+}
+
+/// The compatibility names are the same functions as their `wildx_*` names.
+#[test]
+fn compatibility_names() {
+    c_program_passes("compat.c");
+}
+
+/// Every refusal through a `*_ex` call stores its reason (`errors.c` checks each one
+/// from C), and the header's codes, messages and version are the library's.
+#[test]
+fn error_codes_and_messages() {
+    let out = assert_exit0(&Build::c("errors", "errors.c").run(), &[]);
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 20 + 1, "{stdout}");
+    let version = lines.last().unwrap();
+    assert_eq!(*version, format!("WILDX_VERSION {}", env!("CARGO_PKG_VERSION")));
+    #[cfg(feature = "capi")]
+    {
+        use wildx::capi::{self, wildx_strerror};
+        let rust: &[(&str, i32)] = &[
+            ("WILDX_OK", capi::WILDX_OK),
+            ("WILDX_E_ZERO_LENGTH", capi::WILDX_E_ZERO_LENGTH),
+            ("WILDX_E_LENGTH_OVERFLOW", capi::WILDX_E_LENGTH_OVERFLOW),
+            ("WILDX_E_QUOTA", capi::WILDX_E_QUOTA),
+            ("WILDX_E_NULL", capi::WILDX_E_NULL),
+            ("WILDX_E_NOT_REGISTERED", capi::WILDX_E_NOT_REGISTERED),
+            ("WILDX_E_WRONG_STATE", capi::WILDX_E_WRONG_STATE),
+            ("WILDX_E_TOO_SMALL", capi::WILDX_E_TOO_SMALL),
+            ("WILDX_E_HELD_BY_HANDLE", capi::WILDX_E_HELD_BY_HANDLE),
+            ("WILDX_E_INTEGRITY", capi::WILDX_E_INTEGRITY),
+            ("WILDX_E_REGISTRY_STORAGE", capi::WILDX_E_REGISTRY_STORAGE),
+            ("WILDX_E_NO_MEMORY", capi::WILDX_E_NO_MEMORY),
+            ("WILDX_E_DENIED", capi::WILDX_E_DENIED),
+            ("WILDX_E_OS", capi::WILDX_E_OS),
+            ("WILDX_E_ARENA_FULL", capi::WILDX_E_ARENA_FULL),
+            ("WILDX_E_FOREIGN_FN", capi::WILDX_E_FOREIGN_FN),
+            ("WILDX_E_RETIRED", capi::WILDX_E_RETIRED),
+            ("WILDX_E_ENTRY_ALIVE", capi::WILDX_E_ENTRY_ALIVE),
+            ("WILDX_E_REENTRANT", capi::WILDX_E_REENTRANT),
+            ("WILDX_E_REJECTED", capi::WILDX_E_REJECTED),
+        ];
+        for (line, &(name, value)) in lines.iter().zip(rust) {
+            // SAFETY: wildx_strerror returns a static NUL-terminated string.
+            let message = unsafe { std::ffi::CStr::from_ptr(wildx_strerror(value)) }.to_str().unwrap();
+            assert_eq!(*line, format!("{name} {value} {message}"), "header vs library");
+        }
+        assert_eq!(capi::wildx_version(), 1 << 8, "0.1.0");
+    }
+}
+
+/// The mapping from `wildx::Error` to C codes, for the kernel refusals a C program
+/// cannot easily provoke here (a denied `PROT_EXEC` is provoked for real in
+/// `tests/faults.rs`).
+#[cfg(feature = "capi")]
+#[test]
+fn kernel_refusals_map_to_their_codes() {
+    use wildx::capi::{self, error_code};
+    use wildx::{Errno, Error};
+    assert_eq!(error_code(Error::Os(Errno::ENOMEM)), capi::WILDX_E_NO_MEMORY);
+    assert_eq!(error_code(Error::Os(Errno::EACCES)), capi::WILDX_E_DENIED);
+    assert_eq!(error_code(Error::Os(Errno::EPERM)), capi::WILDX_E_DENIED);
+    assert_eq!(error_code(Error::Os(Errno::EINVAL)), capi::WILDX_E_OS);
+    assert_eq!(error_code(Error::Os(Errno::from_raw(75))), capi::WILDX_E_OS);
+    assert_eq!(error_code(Error::RegistryStorage), capi::WILDX_E_REGISTRY_STORAGE);
+    assert_eq!(error_code(Error::HeldByHandle), capi::WILDX_E_HELD_BY_HANDLE);
+    assert_eq!(error_code(Error::QuotaExceeded { requested: 1, live: 2, quota: 3 }), capi::WILDX_E_QUOTA);
 }
 
 #[test]
@@ -370,7 +440,7 @@ fn faults_plain() {
     }
 }
 
-/// The `verify-on-call` library: `npk_jit_call_i32_i32` goes through
+/// The `verify-on-call` library: `wildx_call_i32_i32` goes through
 /// `wildx::jit::call_i32_i32`, so a tampered page, a writable one, a freed one and a
 /// foreign pointer abort with SIGABRT and one line on stderr before any byte runs.
 #[test]
@@ -403,7 +473,7 @@ fn faults_verify_on_call() {
 /// The happy paths are unchanged by verify-on-call.
 #[test]
 fn verify_on_call_happy_paths() {
-    for source in ["bug264.c", "two_pages.c", "bug246.c", "arena.c"] {
+    for source in ["smoke.c", "two_pages.c", "seal_twice.c", "compat.c", "arena.c"] {
         let name = format!("{}-voc", source.trim_end_matches(".c"));
         let bin = Build::c(name, source).variant(Variant::VerifyOnCall).run();
         assert_exit0(&bin, &[]);
@@ -438,7 +508,7 @@ fn assert_static_wx(path: &Path) {
 
 #[test]
 fn gcc_static() {
-    for source in ["bug264.c", "two_pages.c"] {
+    for source in ["smoke.c", "two_pages.c"] {
         let name = format!("{}-static", source.trim_end_matches(".c"));
         let bin = Build::c(name, source).ldflags(&["-static"]).run();
         assert_static_wx(&bin);
@@ -555,13 +625,15 @@ fn exports_from_rust() {
     let p = wildx_alloc(64);
     assert!(!p.is_null());
     assert_eq!(wildx_state(p), WILDX_STATE_WRITABLE);
-    assert_eq!(npk_jit_install_add_i32(p), 0);
+    assert_eq!(wildx_install_add_i32(p), 0);
     assert_eq!(wildx_seal(p), 0);
     assert_eq!(wildx_seal(p), -1);
     assert_eq!(wildx_state(p), WILDX_STATE_EXECUTABLE);
     assert_eq!(wildx_verify(p), 0);
     // SAFETY: `p` is a live sealed page holding ADD_I32, freed only after the call.
-    assert_eq!(unsafe { npk_jit_call_i32_i32(p, 40, 2) }, 42);
+    assert_eq!(unsafe { wildx_call_i32_i32(p, 40, 2) }, 42);
+    // SAFETY: as above; the compatibility name is the same function.
+    assert_eq!(unsafe { npk_jit_call_i32_i32(p, 1, 2) }, 3);
     let mut stats = WildxStats::default();
     // SAFETY: `stats` is a valid, aligned WildxStats.
     unsafe { wildx_stats(&mut stats) };
@@ -572,6 +644,13 @@ fn exports_from_rust() {
     assert_eq!(wildx_quota(), wildx::quota());
     assert_eq!(npk_wildx_free(p), 0);
     assert_eq!(wildx_free(p), -1);
+    let mut err = -99;
+    // SAFETY: `err` is a valid i32.
+    assert_eq!(unsafe { wildx_free_ex(p, &mut err) }, -1);
+    assert_eq!(err, WILDX_E_NOT_REGISTERED);
+    // SAFETY: as above.
+    assert!(unsafe { wildx_alloc_ex(0, &mut err) }.is_null());
+    assert_eq!(err, WILDX_E_ZERO_LENGTH);
     assert_eq!(wildx_state(p), WILDX_STATE_NOT_REGISTERED);
     assert_eq!(wildx_state(std::ptr::null()), WILDX_STATE_NOT_REGISTERED);
     assert!(wildx_alloc(0).is_null());

@@ -99,7 +99,7 @@ fn state_by_operation_matrix() {
 }
 
 #[test]
-fn bug246_second_seal_is_refused_and_changes_nothing() {
+fn a_second_seal_is_refused_and_changes_nothing() {
     let p = wildx::jit::compile_add_i32();
     assert!(!p.is_null());
     let before = wildx::inspect(p).unwrap();

@@ -1,11 +1,15 @@
 //! The process-wide quota and the exact statistics.
 //!
 //! Both are process-wide, so every test here holds `LOCK` and this file is its own test
-//! binary: nothing else allocates while a test compares stats.
+//! binary: nothing else allocates while a test compares stats. The one test that depends
+//! on where the kernel puts a mapping runs in a child process of its own (see
+//! `common::run_in_child`), where no other thread maps anything.
 //!
 //! `unsafe` is allowed here to call sealed add pages through the raw helper.
 
 #![allow(unsafe_code)]
+
+mod common;
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -178,35 +182,43 @@ fn huge_sizes_are_refused_by_the_quota_before_any_mapping() {
     assert_eq!(core_stats(wildx::stats()), core_stats(before));
 }
 
+/// Depends on the kernel handing the hole back to the next small `mmap`, so it runs in a
+/// child process where this is the only test and nothing else maps memory: in the
+/// parent, another test's thread (its stack, a malloc arena) could take the hole, and a
+/// failure here would leave a stale entry behind for the tests that follow.
 #[test]
 fn a_page_unmapped_behind_wildxs_back_does_not_wedge_a_later_alloc_at_its_address() {
-    let _x = exclusive();
-    let base = wildx::stats();
-    let p = raw::alloc(64);
-    assert!(!p.is_null());
-    // Misuse under test: unmap a wildx page with libc, leaving a stale registry entry.
-    // SAFETY: p starts a 4096-byte mapping this test owns and never touches again.
-    assert_eq!(unsafe { libc::munmap(p.cast(), 4096) }, 0);
-    // The kernel hands the hole out again (top-down, the next 4 KiB mmap lands there);
-    // the alloc that gets it must replace the stale entry, not wait for it forever.
-    let mut pages = Vec::new();
-    let reused = loop {
-        let q = raw::alloc(100);
-        assert!(!q.is_null());
-        pages.push(q);
-        if q == p {
-            break true;
+    common::run_in_child("a_page_unmapped_behind_wildxs_back_does_not_wedge_a_later_alloc_at_its_address", || {
+        let _x = exclusive();
+        let base = wildx::stats();
+        // Room made before the hole exists, so that filling it maps nothing.
+        let mut pages = Vec::with_capacity(64);
+        let p = raw::alloc(64);
+        assert!(!p.is_null());
+        // Misuse under test: unmap a wildx page with libc, leaving a stale registry entry.
+        // SAFETY: p starts a 4096-byte mapping this test owns and never touches again.
+        assert_eq!(unsafe { libc::munmap(p.cast(), 4096) }, 0);
+        // The kernel hands the hole out again (top-down, the next 4 KiB mmap lands
+        // there); the alloc that gets it must replace the stale entry, not wait for it
+        // forever.
+        let reused = loop {
+            let q = raw::alloc(100);
+            assert!(!q.is_null());
+            pages.push(q);
+            if q == p {
+                break true;
+            }
+            if pages.len() == 64 {
+                break false;
+            }
+        };
+        assert!(reused, "the kernel never handed the address out again: {p:p} vs {pages:?}");
+        let info = wildx::inspect(p).unwrap();
+        assert_eq!((info.len, info.state), (100, wildx::State::Writable), "a fresh entry, not the stale one");
+        for q in pages {
+            assert_eq!(raw::free(q), 0);
         }
-        if pages.len() == 64 {
-            break false;
-        }
-    };
-    assert!(reused, "the kernel never handed the address out again: {p:p} vs {pages:?}");
-    let info = wildx::inspect(p).unwrap();
-    assert_eq!((info.len, info.state), (100, wildx::State::Writable), "a fresh entry, not the stale one");
-    for q in pages {
-        assert_eq!(raw::free(q), 0);
-    }
-    // The stale entry's bytes left the accounting with it.
-    assert_eq!(wildx::stats().live_bytes, base.live_bytes);
+        // The stale entry's bytes left the accounting with it.
+        assert_eq!(wildx::stats().live_bytes, base.live_bytes);
+    });
 }

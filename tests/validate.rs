@@ -141,15 +141,6 @@ fn adversarial_cases_are_rejected() {
     rejects::<V0>(&[0x2e, 0x8b, 0x04, 0x24, 0xc3], 0, Rule::Prefix);
 }
 
-// TODO(merge): enable once `Signature` covers `extern "C" fn` (the typed.rs branch) and
-// abi.rs gains the matching `ValidSignature` impls.
-#[cfg(any())]
-#[test]
-fn extern_c_signature_compiles() {
-    let add = accepts::<extern "C" fn(i32, i32) -> i32>(fixture!("add_i32.gcc"));
-    assert_eq!(add.call((40, 2)), 42);
-    rejects::<extern "C" fn(u64) -> u64>(&[0x89, 0x07, 0xc3], 0, Rule::Memory);
-}
 
 #[test]
 fn display_says_offset_and_rule() {
@@ -774,4 +765,11 @@ fn execution_fuzzing_in_child() {
     if let Some(out) = out {
         print!("{}", String::from_utf8_lossy(&out.stdout));
     }
+}
+
+#[test]
+fn extern_c_signature_compiles() {
+    let add = accepts::<extern "C" fn(i32, i32) -> i32>(fixture!("add_i32.gcc"));
+    assert_eq!(add.call((40, 2)), 42);
+    rejects::<extern "C" fn(u64) -> u64>(&[0x89, 0x07, 0xc3], 0, Rule::Memory);
 }

@@ -2,8 +2,10 @@
 //! execution of unsealed pages; `/proc/self/maps` never shows a W|X mapping.
 //!
 //! Faults run in a child process (this test binary re-run with one test selected) and
-//! the parent asserts the signal. The tests here that read `/proc/self/maps` hold
-//! `LOCK`, so no other test of this binary maps or unmaps pages while they compare.
+//! the parent asserts the signal. The tests that compare `/proc/self/maps` before and
+//! after run in a child process too: in the parent, the test harness starts a thread for
+//! each test (a new stack mapping, perhaps a malloc arena) whenever another test ends, and
+//! that would show up between "before" and "after".
 //!
 //! `unsafe` is allowed here because the faults under test are exactly the unsafe
 //! operations: writing to sealed code, calling unsealed bytes.
@@ -98,54 +100,56 @@ fn executing_the_int3_padding_traps() {
 
 #[test]
 fn no_mapping_is_ever_writable_and_executable_through_a_lifecycle() {
-    let _guard = lock();
-    assert_no_wx("start");
-    let baseline = Maps::read().anon_exec_bytes();
+    common::run_in_child("no_mapping_is_ever_writable_and_executable_through_a_lifecycle", || {
+        assert_no_wx("start");
+        let baseline = Maps::read().anon_exec_bytes();
 
-    let mut pages = Vec::new();
-    for size in [5, 64, 4096, 4097, 3 * 4096] {
-        let p = raw::alloc(size);
-        assert!(!p.is_null());
-        assert_no_wx("alloc");
-        assert_eq!(wildx::jit::install_add_i32(p), 0);
-        assert_no_wx("install");
-        pages.push(p);
-    }
-    for &p in &pages {
-        assert_eq!(raw::seal(p), 0);
-        assert_no_wx("seal");
-        assert_eq!(Maps::read().containing(p as usize).map(|m| m.perms.rwx()).as_deref(), Some("r-x"));
-        // SAFETY: p holds sealed add code.
-        assert_eq!(unsafe { wildx::jit::call_i32_i32(p, 2, 3) }, 5);
-        assert_no_wx("call");
-        assert_eq!(raw::verify(p), 0);
-        assert_eq!(raw::seal(p), -1);
-        assert_no_wx("refused seal");
-    }
-    assert!(Maps::read().anon_exec_bytes() > baseline);
-    let typed = wildx::jit::compile_add().unwrap();
-    assert_no_wx("typed compile");
-    drop(typed);
-    assert_no_wx("typed drop");
-    for &p in &pages {
-        assert_eq!(raw::free(p), 0);
-        assert_no_wx("free");
-        assert!(Maps::read().containing(p as usize).is_none(), "freed page {p:p} is still mapped");
-    }
-    assert_eq!(Maps::read().anon_exec_bytes(), baseline, "anonymous executable mappings are not back at baseline");
+        let mut pages = Vec::new();
+        for size in [5, 64, 4096, 4097, 3 * 4096] {
+            let p = raw::alloc(size);
+            assert!(!p.is_null());
+            assert_no_wx("alloc");
+            assert_eq!(wildx::jit::install_add_i32(p), 0);
+            assert_no_wx("install");
+            pages.push(p);
+        }
+        for &p in &pages {
+            assert_eq!(raw::seal(p), 0);
+            assert_no_wx("seal");
+            assert_eq!(Maps::read().containing(p as usize).map(|m| m.perms.rwx()).as_deref(), Some("r-x"));
+            // SAFETY: p holds sealed add code.
+            assert_eq!(unsafe { wildx::jit::call_i32_i32(p, 2, 3) }, 5);
+            assert_no_wx("call");
+            assert_eq!(raw::verify(p), 0);
+            assert_eq!(raw::seal(p), -1);
+            assert_no_wx("refused seal");
+        }
+        assert!(Maps::read().anon_exec_bytes() > baseline);
+        let typed = wildx::jit::compile_add().unwrap();
+        assert_no_wx("typed compile");
+        drop(typed);
+        assert_no_wx("typed drop");
+        for &p in &pages {
+            assert_eq!(raw::free(p), 0);
+            assert_no_wx("free");
+            assert!(Maps::read().containing(p as usize).is_none(), "freed page {p:p} is still mapped");
+        }
+        assert_eq!(Maps::read().anon_exec_bytes(), baseline, "anonymous executable mappings are not back at baseline");
+    });
 }
 
 #[test]
 fn refused_operations_leave_the_address_space_unchanged() {
-    let _guard = lock();
-    // The reads themselves may grow the C heap; only wildx's mappings matter here.
-    let snapshot = || Maps::read().mappings.into_iter().filter(|m| m.path != "[heap]").collect::<Vec<_>>();
-    let _warm_up = snapshot();
-    let before = snapshot();
-    assert!(raw::alloc(0).is_null());
-    assert!(raw::alloc(usize::MAX).is_null());
-    let mut local = [0u8; 16];
-    assert_eq!(raw::seal(local.as_mut_ptr()), -1);
-    assert_eq!(raw::free(local.as_mut_ptr()), -1);
-    assert_eq!(snapshot(), before);
+    common::run_in_child("refused_operations_leave_the_address_space_unchanged", || {
+        // The reads themselves may grow the C heap; only wildx's mappings matter here.
+        let snapshot = || Maps::read().mappings.into_iter().filter(|m| m.path != "[heap]").collect::<Vec<_>>();
+        let _warm_up = snapshot();
+        let before = snapshot();
+        assert!(raw::alloc(0).is_null());
+        assert!(raw::alloc(usize::MAX).is_null());
+        let mut local = [0u8; 16];
+        assert_eq!(raw::seal(local.as_mut_ptr()), -1);
+        assert_eq!(raw::free(local.as_mut_ptr()), -1);
+        assert_eq!(snapshot(), before);
+    });
 }

@@ -1,5 +1,5 @@
 //! `libwildx.a`: the wildx C ABI as a static library for C programs and language
-//! runtimes (the seed's `wildx_*` / `npk_jit_*` helpers), declared in `include/wildx.h`.
+//! runtimes, declared in `include/wildx.h`.
 //!
 //! The exports themselves live in the `wildx` crate (`src/capi.rs`, feature `capi`); this
 //! crate only turns them into a `#![no_std]` staticlib, and so carries what every

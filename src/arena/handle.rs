@@ -22,7 +22,7 @@ use crate::hash::fnv1a64;
 use crate::page::PageInfo;
 use crate::registry::State;
 use crate::sys::PAGE_SIZE;
-use crate::typed::Signature;
+use crate::typed::{FnRef, SafeSignature, Signature};
 
 /// Functions pushed into live arenas and not yet retired, process-wide.
 pub(crate) fn live_functions() -> usize {
@@ -497,18 +497,45 @@ unsafe impl<F: Signature> Send for Entry<'_, F> {}
 unsafe impl<F: Signature> Sync for Entry<'_, F> {}
 
 impl<F: Signature> Entry<'_, F> {
-    /// Calls the function with `args` as a tuple.
+    /// Calls the function with `args` as a tuple. Only for safe signatures
+    /// ([`SafeSignature`]); an `unsafe extern` one is called with
+    /// [`Entry::call_unchecked`].
     ///
     /// With `verify-on-call` this function's bytes are re-hashed first; on a mismatch one
     /// line naming its address goes to stderr and the process aborts (SIGABRT).
     #[inline]
-    pub fn call(&self, args: F::Args) -> F::Ret {
+    pub fn call(&self, args: F::Args) -> F::Ret
+    where
+        F: SafeSignature,
+    {
+        // SAFETY: `F` is a safe fn type: no precondition beyond `Arena::entry`'s contract.
+        unsafe { self.call_unchecked(args) }
+    }
+
+    /// Calls the function with `args` as a tuple, for any signature; the same call path
+    /// as [`Entry::call`].
+    ///
+    /// # Safety
+    /// Whatever calling a function of type `F` with `args` requires: for an
+    /// `unsafe extern` signature, the code's own preconditions.
+    #[inline]
+    pub unsafe fn call_unchecked(&self, args: F::Args) -> F::Ret {
         #[cfg(feature = "verify-on-call")]
         self.verify_or_abort();
         // SAFETY: the function is published and cannot be retired while this entry lives,
         // and the arena outlives the borrow, so its bytes are mapped R|X; `Arena::entry`'s
-        // contract says they implement `F`.
+        // contract says they implement `F`; the caller meets `F`'s own preconditions.
         unsafe { F::call_at(self.ptr, args) }
+    }
+
+    /// A `Copy` typed function reference that cannot outlive this entry (so neither the
+    /// arena nor the function's publication). Calls through it take the runtime call path
+    /// of [`crate::Code::as_fn`] (with `verify-on-call`, a registry lookup and re-hash).
+    #[must_use]
+    pub fn as_fn(&self) -> FnRef<'_, F> {
+        // SAFETY: the entry keeps the function published and the arena alive for the
+        // borrow, and `Arena::entry`'s contract says the bytes implement `F`.
+        unsafe { FnRef::new(self.ptr) }
     }
 
     #[cfg(feature = "verify-on-call")]

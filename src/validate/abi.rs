@@ -6,7 +6,7 @@
 //! `xmm0`-`xmm7` in order, an integer result in `rax`, a floating-point one in `xmm0`.
 
 use super::decode::{gpr, xmm};
-use crate::Signature;
+use crate::SafeSignature;
 
 /// Where one argument or result travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,14 +91,12 @@ scalar!(Float: f32, f64);
 scalar!(Unit: ());
 
 /// A signature [`crate::jit::compile`] can prove code implements:
-/// `extern "sysv64" fn(A, ..) -> R` with up to six [`Scalar`] arguments and a
-/// [`Scalar`] result (or none).
+/// `extern "sysv64" fn(A, ..) -> R` or `extern "C" fn(A, ..) -> R` (the same convention
+/// on x86-64 Linux) with up to six [`Scalar`] arguments and a [`Scalar`] result (or
+/// none). Only safe fn types: what is proven needs no precondition from the caller.
 ///
 /// Implemented by wildx only.
-// TODO(merge): once `Signature` covers `extern "C" fn` (typed.rs, another branch), add
-// the same impls for `extern "C" fn` below and enable the test
-// `extern_c_signature_compiles` in tests/validate.rs.
-pub trait ValidSignature: Signature {
+pub trait ValidSignature: SafeSignature {
     /// The registers the signature defines and returns in.
     const ABI: Abi;
 }
@@ -106,6 +104,9 @@ pub trait ValidSignature: Signature {
 macro_rules! valid {
     ($($arg:ident),*) => {
         impl<R: Scalar $(, $arg: Scalar)*> ValidSignature for extern "sysv64" fn($($arg),*) -> R {
+            const ABI: Abi = Abi::of(&[$($arg::CLASS),*], R::CLASS);
+        }
+        impl<R: Scalar $(, $arg: Scalar)*> ValidSignature for extern "C" fn($($arg),*) -> R {
             const ABI: Abi = Abi::of(&[$($arg::CLASS),*], R::CLASS);
         }
     };

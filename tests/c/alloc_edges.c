@@ -20,16 +20,16 @@ int main(void) {
     CHECK(20, one != NULL);
     CHECK(21, ((uintptr_t)one & 4095) == 0);
     CHECK(22, all_bytes(one, 4096, 0xCC));
-    CHECK(23, npk_jit_install_add_i32(one) == -1);
+    CHECK(23, wildx_install_add_i32(one) == -1);
     CHECK(24, all_bytes(one, 4096, 0xCC));
 
     /* 4 bytes: still too small; 5 bytes: exactly enough */
     void *four = wildx_alloc(4);
     void *five = wildx_alloc(5);
     CHECK(30, four != NULL && five != NULL);
-    CHECK(31, npk_jit_install_add_i32(four) == -1);
-    CHECK(32, npk_jit_install_add_i32(five) == 0 && wildx_seal(five) == 0);
-    CHECK(33, npk_jit_call_i32_i32(five, 40, 2) == 42);
+    CHECK(31, wildx_install_add_i32(four) == -1);
+    CHECK(32, wildx_install_add_i32(five) == 0 && wildx_seal(five) == 0);
+    CHECK(33, wildx_call_i32_i32(five, 40, 2) == 42);
 
     /* 4097 bytes: two whole pages */
     struct wildx_stats s2, s3;

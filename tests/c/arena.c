@@ -1,5 +1,5 @@
 /* The arena over the C ABI: push, import a host function, publish, call through the
- * function pointer and through npk_jit_call_i32_i32, raw-surface answers, retire, and
+ * function pointer and through wildx_call_i32_i32, raw-surface answers, retire, and
  * bad handles refused. */
 #include <stdint.h>
 
@@ -37,7 +37,7 @@ int main(void) {
 
     CHECK(16, wildx_arena_publish(arena) == 0);
     CHECK(17, wildx_state(f) == WILDX_STATE_EXECUTABLE && wildx_verify(f) == 0);
-    CHECK(18, ((add_fn)f)(40, 2) == 42 && npk_jit_call_i32_i32(f, 7, 35) == 42);
+    CHECK(18, ((add_fn)f)(40, 2) == 42 && wildx_call_i32_i32(f, 7, 35) == 42);
     CHECK(19, ((i64_fn)h)(-5) == -14);
     CHECK(20, wildx_free(f) == -1 && wildx_seal(f) == -1);
     CHECK(21, wildx_arena_next_addr(arena) % 4096 == 0); /* fresh page after a publish */
@@ -59,6 +59,29 @@ int main(void) {
     int local;
     CHECK(33, wildx_arena_next_addr((wildx_arena *)&local) == 0);
     CHECK(34, wildx_arena_free((wildx_arena *)&local) == -1 && wildx_arena_free(NULL) == -1);
+
+    /* the reasons, through the _ex variants */
+    int32_t err = -99;
+    CHECK(40, wildx_arena_new_ex(0, &err) == NULL && err == WILDX_E_ZERO_LENGTH);
+    CHECK(41, wildx_arena_new_ex(SIZE_MAX, &err) == NULL && err == WILDX_E_LENGTH_OVERFLOW);
+    wildx_arena *small = wildx_arena_new_ex(4096, &err);
+    CHECK(42, small != NULL && err == WILDX_OK);
+    static uint8_t big[4097];
+    CHECK(43, wildx_arena_push_ex(small, big, sizeof big, &err) == NULL && err == WILDX_E_ARENA_FULL);
+    CHECK(44, wildx_arena_push_ex(small, NULL, 4, &err) == NULL && err == WILDX_E_NULL);
+    CHECK(45, wildx_arena_push_ex(small, add, 0, &err) == NULL && err == WILDX_E_ZERO_LENGTH);
+    void *g = wildx_arena_push_ex(small, add, sizeof add, &err);
+    CHECK(46, g != NULL && err == WILDX_OK);
+    CHECK(47, wildx_arena_retire_ex(small, g, &err) == -1 && err == WILDX_E_WRONG_STATE);
+    CHECK(48, wildx_arena_publish_ex(small, &err) == 0 && err == WILDX_OK);
+    CHECK(49, wildx_arena_retire_ex(small, g, &err) == 0 && err == WILDX_OK);
+    CHECK(50, wildx_arena_retire_ex(small, g, &err) == -1 && err == WILDX_E_RETIRED);
+    CHECK(51, wildx_arena_retire_ex(small, (char *)g + 1, &err) == -1 && err == WILDX_E_NOT_REGISTERED);
+    CHECK(52, wildx_arena_import_ex(small, NULL, &err) == NULL && err == WILDX_E_NULL);
+    CHECK(53, wildx_arena_publish_ex((wildx_arena *)&local, &err) == -1 && err == WILDX_E_NOT_REGISTERED);
+    CHECK(54, wildx_arena_push_ex(NULL, add, 4, &err) == NULL && err == WILDX_E_NOT_REGISTERED);
+    CHECK(55, wildx_arena_free(small) == 0);
+    CHECK(56, wildx_arena_publish_ex(small, NULL) == -1);
 
     CHECK(35, wildx_arena_free(arena) == 0);
     CHECK(36, wildx_arena_free(arena) == -1 && wildx_arena_next_addr(arena) == 0);

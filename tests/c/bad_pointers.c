@@ -12,8 +12,8 @@ static char static_buf[64];
 static int refuses_all(void *p) {
     if (wildx_seal(p) != -1) return 1;
     if (wildx_free(p) != -1) return 2;
-    if (npk_wildx_free(p) != -1) return 3;
-    if (npk_jit_install_add_i32(p) != -1) return 4;
+    if (wildx_free(p) != -1) return 3;
+    if (wildx_install_add_i32(p) != -1) return 4;
     if (wildx_verify(p) != -1) return 5;
     if (wildx_state(p) != WILDX_STATE_NOT_REGISTERED) return 6;
     return 0;
@@ -31,7 +31,7 @@ int main(void) {
     unsigned char *w = (unsigned char *)wildx_alloc(2 * 4096); /* writable, two pages */
     unsigned char *x = (unsigned char *)wildx_alloc(64);       /* sealed */
     CHECK(2, w != NULL && x != NULL);
-    CHECK(3, npk_jit_install_add_i32(x) == 0 && wildx_seal(x) == 0);
+    CHECK(3, wildx_install_add_i32(x) == 0 && wildx_seal(x) == 0);
 
     void *bad[] = {
         NULL,                    /* null */
@@ -58,7 +58,7 @@ int main(void) {
         }
     }
     wildx_stats(&s1);
-    /* seal, free, npk_wildx_free and install count as refusals; verify and state not */
+    /* seal, free and install count as refusals; verify and state not */
     CHECK(30, s1.refusals == s0.refusals + 4 * n);
     CHECK(31, s1.seals == s0.seals && s1.frees == s0.frees);
     CHECK(32, s1.live_pages == s0.live_pages && s1.live_bytes == s0.live_bytes);
@@ -73,9 +73,9 @@ int main(void) {
     CHECK(50, wildx_state(w) == WILDX_STATE_WRITABLE);
     CHECK(51, wildx_state(x) == WILDX_STATE_EXECUTABLE);
     CHECK(52, wildx_verify(x) == 0);
-    CHECK(53, npk_jit_call_i32_i32(x, 2, 40) == 42);
-    CHECK(54, npk_jit_install_add_i32(w) == 0 && wildx_seal(w) == 0);
-    CHECK(55, npk_jit_call_i32_i32(w, 3, 4) == 7);
+    CHECK(53, wildx_call_i32_i32(x, 2, 40) == 42);
+    CHECK(54, wildx_install_add_i32(w) == 0 && wildx_seal(w) == 0);
+    CHECK(55, wildx_call_i32_i32(w, 3, 4) == 7);
     CHECK(56, wildx_free(w) == 0 && wildx_free(x) == 0);
 
     free(heap);

@@ -19,14 +19,14 @@
         }                                                                              \
     } while (0)
 
-/* The seed's Jit.compile_add_i32() over the C ABI: alloc 64, install, seal; on a failed
- * install or seal, free the page and return NULL (the seed returned the freed page). */
+/* compile add(i32, i32) over the C ABI: alloc 64, install, seal; on a failed install
+ * or seal, free the page and return NULL (never a freed page). */
 static inline void *compile_add_i32(void) {
     void *page = wildx_alloc(64);
     if (page == NULL) {
         return NULL;
     }
-    if (npk_jit_install_add_i32(page) != 0 || wildx_seal(page) != 0) {
+    if (wildx_install_add_i32(page) != 0 || wildx_seal(page) != 0) {
         wildx_free(page);
         return NULL;
     }

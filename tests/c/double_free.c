@@ -1,4 +1,4 @@
-/* Double free: the second wildx_free / npk_wildx_free of a page returns -1, touches
+/* Double free: the second wildx_free of a page returns -1, touches
  * no memory, and leaves every other page alone. */
 #include "check.h"
 
@@ -7,15 +7,15 @@ int main(void) {
     void *keep = wildx_alloc(64);
     void *p = wildx_alloc(64);
     CHECK(10, keep != NULL && p != NULL);
-    CHECK(11, npk_jit_install_add_i32(keep) == 0 && wildx_seal(keep) == 0);
+    CHECK(11, wildx_install_add_i32(keep) == 0 && wildx_seal(keep) == 0);
 
     CHECK(20, wildx_free(p) == 0);
     wildx_stats(&s0);
     CHECK(21, wildx_free(p) == -1);
-    CHECK(22, npk_wildx_free(p) == -1);
+    CHECK(22, wildx_free(p) == -1);
     CHECK(23, wildx_free(p) == -1);
     CHECK(24, wildx_seal(p) == -1);
-    CHECK(25, npk_jit_install_add_i32(p) == -1);
+    CHECK(25, wildx_install_add_i32(p) == -1);
     CHECK(26, wildx_verify(p) == -1);
     CHECK(27, wildx_state(p) == WILDX_STATE_NOT_REGISTERED);
     wildx_stats(&s1);
@@ -25,10 +25,10 @@ int main(void) {
 
     /* the sealed page next to it is untouched */
     CHECK(40, wildx_verify(keep) == 0);
-    CHECK(41, npk_jit_call_i32_i32(keep, 40, 2) == 42);
+    CHECK(41, wildx_call_i32_i32(keep, 40, 2) == 42);
 
-    /* the seed's drop support frees with npk_wildx_free; then the user's free is -1 */
-    CHECK(50, npk_wildx_free(keep) == 0);
+    /* freed once (say by generated drop code); then the user's free is -1 */
+    CHECK(50, wildx_free(keep) == 0);
     CHECK(51, wildx_free(keep) == -1);
 
     /* the kernel may hand the same address out again: the new page is a fresh,

@@ -43,24 +43,24 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "int3") == 0) {
         void *page = wildx_alloc(64);
         CHECK(20, page != NULL && wildx_seal(page) == 0);
-        (void)npk_jit_call_i32_i32(page, 1, 2); /* must trap on the first int3 */
+        (void)wildx_call_i32_i32(page, 1, 2); /* must trap on the first int3 */
         return 3;
     }
     if (strcmp(mode, "call-writable") == 0) {
         void *page = wildx_alloc(64);
-        CHECK(30, page != NULL && npk_jit_install_add_i32(page) == 0);
-        (void)npk_jit_call_i32_i32(page, 1, 2);
+        CHECK(30, page != NULL && wildx_install_add_i32(page) == 0);
+        (void)wildx_call_i32_i32(page, 1, 2);
         return 3;
     }
     if (strcmp(mode, "call-freed") == 0) {
         void *f = compile_add_i32();
         CHECK(40, f != NULL && wildx_free(f) == 0);
-        (void)npk_jit_call_i32_i32(f, 1, 2);
+        (void)wildx_call_i32_i32(f, 1, 2);
         return 3;
     }
     if (strcmp(mode, "call-foreign") == 0) {
         unsigned char code[16] = {0x89, 0xf8, 0x01, 0xf0, 0xc3};
-        (void)npk_jit_call_i32_i32(code, 1, 2);
+        (void)wildx_call_i32_i32(code, 1, 2);
         return 3;
     }
     if (strcmp(mode, "tamper") == 0) {
@@ -75,11 +75,11 @@ int main(int argc, char **argv) {
         maps_perms(f, perms);
         CHECK(56, strcmp(perms, "r-xp") == 0); /* the protection never changed */
         printf("calling tampered page %p\n", (void *)f);
-        int32_t r = npk_jit_call_i32_i32(f, 7, 35);
+        int32_t r = wildx_call_i32_i32(f, 7, 35);
         CHECK(57, r == 7 - 35);
         /* putting the byte back makes it verify again */
         CHECK(58, poke(f + 2, 0x01) == 0 && wildx_verify(f) == 0);
-        CHECK(59, npk_jit_call_i32_i32(f, 7, 35) == 42);
+        CHECK(59, wildx_call_i32_i32(f, 7, 35) == 42);
         CHECK(60, wildx_free(f) == 0);
         return 0;
     }

@@ -52,24 +52,24 @@ static int run(void) {
     CHECK(10, s0.live_pages == 0 && s0.allocs == 0);
     CHECK(11, wildx_quota() == WILDX_DEFAULT_QUOTA);
 
-    /* bug264 */
+    /* compile, call */
     void *f = wildx_alloc(64);
     CHECK(20, f != NULL);
     CHECK(21, wildx_state(f) == WILDX_STATE_WRITABLE);
-    CHECK(22, npk_jit_install_add_i32(f) == 0);
+    CHECK(22, wildx_install_add_i32(f) == 0);
     CHECK(23, wildx_seal(f) == 0);
-    CHECK(24, npk_jit_call_i32_i32(f, 7, 35) == 42);
-    /* bug246 */
+    CHECK(24, wildx_call_i32_i32(f, 7, 35) == 42);
+    /* a second seal is refused */
     CHECK(25, wildx_seal(f) == -1);
     CHECK(26, wildx_verify(f) == 0);
 
     /* two pages */
     void *g = wildx_alloc(64);
     CHECK(30, g != NULL && g != f);
-    CHECK(31, npk_jit_install_add_i32(g) == 0 && wildx_seal(g) == 0);
-    CHECK(32, npk_jit_call_i32_i32(g, 17, 25) == 42);
-    CHECK(33, npk_wildx_free(g) == 0);
-    CHECK(34, npk_jit_call_i32_i32(f, 20, 22) == 42);
+    CHECK(31, wildx_install_add_i32(g) == 0 && wildx_seal(g) == 0);
+    CHECK(32, wildx_call_i32_i32(g, 17, 25) == 42);
+    CHECK(33, wildx_free(g) == 0);
+    CHECK(34, wildx_call_i32_i32(f, 20, 22) == 42);
 
     /* double free, foreign, interior, edges */
     CHECK(40, wildx_free(f) == 0);

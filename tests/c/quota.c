@@ -46,8 +46,8 @@ int main(void) {
     CHECK(22, s.quota == QUOTA_PAGES * 4096);
     CHECK(23, wildx_alloc(1) == NULL);
     /* a full quota does not stop the live pages from working */
-    CHECK(24, npk_jit_install_add_i32(pages[0]) == 0 && wildx_seal(pages[0]) == 0);
-    CHECK(25, npk_jit_call_i32_i32(pages[0], 21, 21) == 42);
+    CHECK(24, wildx_install_add_i32(pages[0]) == 0 && wildx_seal(pages[0]) == 0);
+    CHECK(25, wildx_call_i32_i32(pages[0], 21, 21) == 42);
     CHECK(26, free_all(pages, n) == 0);
     wildx_stats(&s);
     CHECK(27, s.live_bytes == 0 && s.live_pages == 0);
@@ -75,8 +75,8 @@ int main(void) {
     wildx_set_quota(4096);
     CHECK(51, wildx_alloc(1) == NULL);
     for (size_t i = 0; i < n; i++) {
-        CHECK(52, npk_jit_install_add_i32(pages[i]) == 0 && wildx_seal(pages[i]) == 0);
-        CHECK(53, npk_jit_call_i32_i32(pages[i], (int32_t)i, 1) == (int32_t)i + 1);
+        CHECK(52, wildx_install_add_i32(pages[i]) == 0 && wildx_seal(pages[i]) == 0);
+        CHECK(53, wildx_call_i32_i32(pages[i], (int32_t)i, 1) == (int32_t)i + 1);
     }
     CHECK(54, free_all(pages, n) == 0);
     void *one = wildx_alloc(1);

@@ -13,9 +13,9 @@ static void *worker(void *arg) {
     for (int32_t i = 0; i < ROUNDS; i++) {
         void *f = wildx_alloc(64);
         if (f == NULL) return (void *)1;
-        if (npk_jit_install_add_i32(f) != 0) return (void *)2;
+        if (wildx_install_add_i32(f) != 0) return (void *)2;
         if (wildx_seal(f) != 0) return (void *)3;
-        if (npk_jit_call_i32_i32(f, id, i) != id + i) return (void *)4;
+        if (wildx_call_i32_i32(f, id, i) != id + i) return (void *)4;
         if (wildx_verify(f) != 0) return (void *)5;
         if (wildx_free(f) != 0) return (void *)6;
         if (wildx_free(f) != -1) return (void *)7; /* refused; may not free another's page */

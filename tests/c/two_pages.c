@@ -1,4 +1,4 @@
-/* The seed's "Two pages, one process": two compile_add_i32() pages are independent;
+/* Two pages, one process: two compile_add_i32() pages are independent;
  * call both, free them in the opposite order, exit 0 only if everything held. */
 #include "check.h"
 
@@ -14,14 +14,14 @@ int main(void) {
     CHECK(12, during.live_pages == before.live_pages + 2);
     CHECK(13, during.live_bytes == before.live_bytes + 2 * 4096);
 
-    int32_t r1 = npk_jit_call_i32_i32(f1, 20, 22);
-    int32_t r2 = npk_jit_call_i32_i32(f2, 17, 25);
+    int32_t r1 = wildx_call_i32_i32(f1, 20, 22);
+    int32_t r2 = wildx_call_i32_i32(f2, 17, 25);
     int32_t rc2 = wildx_free(f2);
     /* f2 gone, f1 untouched and still callable */
     CHECK(20, wildx_state(f2) == WILDX_STATE_NOT_REGISTERED);
     CHECK(21, wildx_state(f1) == WILDX_STATE_EXECUTABLE);
     CHECK(22, wildx_verify(f1) == 0);
-    CHECK(23, npk_jit_call_i32_i32(f1, 1, 2) == 3);
+    CHECK(23, wildx_call_i32_i32(f1, 1, 2) == 3);
     int32_t rc1 = wildx_free(f1);
 
     wildx_stats(&after);
@@ -35,5 +35,5 @@ int main(void) {
     if (r1 == 42 && r2 == 42 && rc1 == 0 && rc2 == 0) {
         return 0;
     }
-    return 2; /* the seed program's failure code */
+    return 2; /* a failure not caught by a CHECK above */
 }

@@ -3,7 +3,8 @@
 //! typed errors, states, seal hashes, the quota, every `stats()` counter, the bytes a
 //! call computes, and (every few operations) `/proc/self/maps`.
 //!
-//! The model is plain data and plain rules taken from DESIGN.md, written without looking
+//! The model is plain data and plain rules taken from the contract (`docs/contract.md`),
+//! written without looking
 //! at how `src/page.rs` does it: its own FNV-1a, its own quota arithmetic, its own idea of
 //! which pointer is which page. The kernel chooses addresses, so the model takes the
 //! address an allocation returned as an input and only checks it is plausible (page

@@ -3,7 +3,7 @@
 //!
 //! - foreign (static, stack, null) and interior pointers: seal and free give -1, and the
 //!   page they point into is unchanged;
-//! - a second seal gives -1 (the seed's bug246), a write after seal gives -1;
+//! - a second seal gives -1, a write after seal gives -1;
 //! - a double free gives -1, and so does sealing a freed page;
 //! - quota exhaustion: with room for two pages a third allocation is refused, and
 //!   succeeds again once one page is freed;
@@ -71,7 +71,7 @@ fn run() -> i32 {
         rt::fail(37, "lifecycle: seal of a WRITABLE page did not return 0\n");
     }
     if seal(p) != -1 {
-        rt::fail(38, "lifecycle: a second seal did not return -1 (bug246)\n");
+        rt::fail(38, "lifecycle: a second seal did not return -1\n");
     }
     if wildx::jit::install_add_i32(p) != -1 {
         rt::fail(39, "lifecycle: a write into a sealed page did not return -1\n");

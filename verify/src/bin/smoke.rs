@@ -1,4 +1,4 @@
-//! The seed's bug264 smoke test, freestanding: `compile_add_i32`, call it with 7 and
+//! The smoke test, freestanding: `compile_add_i32`, call it with 7 and
 //! 35, free it. Exits 0 only if the sum is 42 and the free returned 0.
 //!
 //! Exit codes: 10 compile_add_i32 returned null, 11 the sum was not 42, 12 free did not

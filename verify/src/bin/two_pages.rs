@@ -1,4 +1,4 @@
-//! The seed's "two pages, one process" program, freestanding: two add pages compiled,
+//! "Two pages, one process", freestanding: two add pages compiled,
 //! called with 20 + 22 and 17 + 25, freed in reverse order. Also checks that the pages
 //! are independent: distinct, and the first still sealed, intact and callable after the
 //! second is freed.

@@ -3,8 +3,8 @@
 //! query by size, and, with `verify-on-call`, the verified call on a 64-byte and a
 //! 4096-byte allocation against an unverified call into the same page.
 //!
-//! Run: `cargo bench --bench call` (feature off: the runtime paths should cost what the
-//! direct call costs) and `cargo bench --bench call --features verify-on-call`.
+//! Run: `cargo bench -p wildx-bench --bench call` (feature off: the runtime paths should cost what the
+//! direct call costs) and `cargo bench -p wildx-bench --bench call --features verify-on-call`.
 //!
 //! `unsafe` is allowed here to call sealed code through function pointers and through
 //! `wildx::jit::call_i32_i32`, whose contract (a live add page) each bench keeps.

@@ -105,7 +105,7 @@ fn dynasmrt_batch(codes: &[[u8; 40]]) -> i64 {
     let mut ops = dynasmrt::x64::Assembler::new().expect("Assembler::new");
     let mut offsets = [dynasmrt::AssemblyOffset(0); N];
     for (offset, code) in offsets.iter_mut().zip(codes) {
-        while ops.offset().0 % 16 != 0 {
+        while !ops.offset().0.is_multiple_of(16) {
             ops.extend([0xccu8]);
         }
         *offset = ops.offset();

@@ -11,7 +11,7 @@
 //!   path the verify-on-call hook takes), available in every build;
 //! - `threads_verified_call` (with `verify-on-call`): verified calls, 64 and 4096 bytes.
 //!
-//! Run: `cargo bench --bench threads` and `cargo bench --bench threads --features
+//! Run: `cargo bench -p wildx-bench --bench threads` and `cargo bench -p wildx-bench --bench threads --features
 //! verify-on-call`.
 //!
 //! `unsafe` is allowed here to write code through raw page pointers and call into it.

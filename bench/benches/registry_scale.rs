@@ -10,7 +10,7 @@
 //! of VMAs (printed from `/proc/self/maps`) stays far below the count of pages. If an
 //! allocation is refused anyway, the bench says so and measures the count it reached.
 //!
-//! Run: `cargo bench --bench registry_scale`.
+//! Run: `cargo bench -p wildx-bench --bench registry_scale`.
 //!
 //! `unsafe` is allowed here to write the add code through raw page pointers and to seal
 //! typed pages as add code.

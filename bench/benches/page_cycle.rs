@@ -4,7 +4,7 @@
 //! `region`, `memmap2`, `dynasmrt` and `jit-allocator`. Then the seal alone by size,
 //! beside its two parts (the FNV-1a hash and the `mprotect`).
 //!
-//! Run: `cargo bench --bench page_cycle` (without `verify-on-call`: with it, the wildx
+//! Run: `cargo bench -p wildx-bench --bench page_cycle` (without `verify-on-call`: with it, the wildx
 //! calls also re-hash the page).
 //!
 //! `unsafe` is allowed here because every variant ends in a call into JIT code through a

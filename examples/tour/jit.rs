@@ -224,7 +224,11 @@ fn check_batch(arena: &Arena, exprs: &[Expr], ids: &[FnId]) -> Result<usize, Err
     Ok(calls)
 }
 
-fn main() -> Result<(), Error> {
+/// The whole run; `Err` if wildx refuses a step, a panic if a result is wrong.
+///
+/// # Errors
+/// The first wildx error.
+pub fn main() -> Result<(), Error> {
     println!("wildx: an expression JIT on one arena\n");
     let arena = Arena::new(1 << 20)?;
     println!("1. reserved 1 MiB of address space at {:#x}: no memory, no access yet", arena.base());

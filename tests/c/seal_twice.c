@@ -1,4 +1,4 @@
-/* bug246: sealing twice is refused (-1) and changes nothing; so is sealing a freed
+/* Sealing twice is refused (-1) and changes nothing; so is sealing a freed
  * page, and writing code into a sealed one. */
 #include "check.h"
 
@@ -7,11 +7,11 @@ int main(void) {
     char perms[5];
     void *f = wildx_alloc(64);
     CHECK(10, f != NULL);
-    CHECK(11, npk_jit_install_add_i32(f) == 0);
+    CHECK(11, wildx_install_add_i32(f) == 0);
     CHECK(12, wildx_seal(f) == 0);
 
     wildx_stats(&s0);
-    CHECK(20, wildx_seal(f) == -1); /* bug246 */
+    CHECK(20, wildx_seal(f) == -1); /* already sealed */
     CHECK(21, wildx_seal(f) == -1);
     wildx_stats(&s1);
     CHECK(22, s1.seals == s0.seals);
@@ -20,10 +20,10 @@ int main(void) {
     maps_perms(f, perms);
     CHECK(25, strcmp(perms, "r-xp") == 0);
     CHECK(26, wildx_verify(f) == 0); /* the recorded hash is the first seal's */
-    CHECK(27, npk_jit_call_i32_i32(f, 7, 35) == 42);
+    CHECK(27, wildx_call_i32_i32(f, 7, 35) == 42);
 
     /* install into a sealed page: refused, nothing written (it would fault) */
-    CHECK(30, npk_jit_install_add_i32(f) == -1);
+    CHECK(30, wildx_install_add_i32(f) == -1);
     CHECK(31, wildx_verify(f) == 0);
 
     CHECK(40, wildx_free(f) == 0);
