@@ -141,7 +141,6 @@ fn adversarial_cases_are_rejected() {
     rejects::<V0>(&[0x2e, 0x8b, 0x04, 0x24, 0xc3], 0, Rule::Prefix);
 }
 
-
 #[test]
 fn display_says_offset_and_rule() {
     let err = compile::<R0>(&[0xeb, 0x01, 0xb8, 0x01, 0x00, 0x00, 0x00, 0xc3]).unwrap_err();
