@@ -249,11 +249,13 @@ impl Shared {
             return Ok(());
         }
         let ahead = (from + from.clamp(PAGE_SIZE, COMMIT_AHEAD_MAX)).min(self.capacity);
-        match self.commit_range(from, to.max(ahead)) {
-            Err(Error::QuotaExceeded { .. }) if ahead > to => self.commit_range(from, to)?,
-            other => other?,
-        }
-        table.committed(to.max(ahead));
+        // Record only what was made accessible: the exact fallback leaves the pages past
+        // `to` inaccessible and uncounted, for a later push to commit.
+        let end = match self.commit_range(from, to.max(ahead)) {
+            Err(Error::QuotaExceeded { .. }) if ahead > to => self.commit_range(from, to).map(|()| to)?,
+            other => other.map(|()| to.max(ahead))?,
+        };
+        table.committed(end);
         Ok(())
     }
 
