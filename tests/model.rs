@@ -33,6 +33,7 @@ mod common;
 #[path = "common/model.rs"]
 mod model;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex, PoisonError};
 
@@ -43,7 +44,7 @@ use wildx::jit::{ADD_I32, AddI32};
 use wildx::{Code, Error, Page, State};
 
 use common::{Maps, Perms, RawMaps};
-use model::{Harness, Offset, Op, PAGE, Quota, Size, Target};
+use model::{ArenaAddr, Cap, FnSize, Harness, Offset, Op, PAGE, Quota, Size, Target};
 
 /// Serialises the tests of this binary: they all count on the registry's stats.
 static LOCK: Mutex<()> = Mutex::new(());
@@ -113,6 +114,73 @@ fn quota() -> impl Strategy<Value = Quota> {
     ]
 }
 
+fn cap() -> impl Strategy<Value = Cap> {
+    prop_oneof![
+        8 => any::<u8>().prop_map(Cap::Pages),
+        2 => any::<u8>().prop_map(Cap::PagesLess),
+        1 => Just(Cap::Tiny),
+        4 => any::<u8>().prop_map(Cap::Large),
+        1 => Just(Cap::Huge),
+        1 => Just(Cap::Zero),
+        1 => Just(Cap::LargestRoundable),
+        1 => Just(Cap::FirstOverflow),
+        1 => Just(Cap::Max),
+    ]
+}
+
+fn fn_size() -> impl Strategy<Value = FnSize> {
+    prop_oneof![
+        10 => Just(FnSize::Forty),
+        2 => Just(FnSize::One),
+        2 => Just(FnSize::Eleven),
+        6 => any::<u16>().prop_map(FnSize::Small),
+        3 => Just(FnSize::Straddle),
+        1 => Just(FnSize::PagePlusOne),
+        1 => Just(FnSize::ThreePages),
+        1 => any::<u8>().prop_map(FnSize::Large),
+        1 => Just(FnSize::Rest),
+        1 => Just(FnSize::PastCapacity),
+        1 => Just(FnSize::Zero),
+        1 => Just(FnSize::TooLong),
+    ]
+}
+
+fn arena_addr() -> impl Strategy<Value = ArenaAddr> {
+    prop_oneof![
+        6 => (0u8..8).prop_map(ArenaAddr::Fn),
+        2 => (0u8..8, any::<u8>()).prop_map(|(f, k)| ArenaAddr::Interior(f, k)),
+        2 => (0u8..4).prop_map(ArenaAddr::Import),
+        1 => Just(ArenaAddr::Base),
+        1 => Just(ArenaAddr::Next),
+        1 => Just(ArenaAddr::Last),
+        1 => Just(ArenaAddr::End),
+    ]
+}
+
+/// Arena operations: mostly on the newest arenas and functions, sometimes further back.
+fn arena_op() -> impl Strategy<Value = Op> {
+    let arena = || prop_oneof![6 => Just(0u8), 3 => 0u8..4, 1 => any::<u8>()];
+    let f = || prop_oneof![4 => 0u8..4, 2 => 0u8..16, 1 => any::<u8>()];
+    prop_oneof![
+        14 => (arena(), fn_size(), any::<u64>(), prop_oneof![3 => Just(false), 1 => Just(true)])
+            .prop_map(|(arena, size, value, with)| Op::ArenaPush { arena, size, value, with }),
+        2 => cap().prop_map(Op::ArenaNew),
+        6 => arena().prop_map(Op::ArenaPublish),
+        8 => (arena(), f()).prop_map(|(arena, f)| Op::ArenaCall { arena, f }),
+        2 => (arena(), any::<u64>()).prop_map(|(arena, target)| Op::ArenaImport { arena, target }),
+        2 => (arena(), f()).prop_map(|(arena, f)| Op::ArenaHold { arena, f }),
+        2 => any::<u8>().prop_map(Op::ArenaRelease),
+        3 => (arena(), f()).prop_map(|(arena, f)| Op::ArenaVerify { arena, f }),
+        2 => arena().prop_map(Op::ArenaVerifyAll),
+        2 => (arena(), proptest::option::of(f()), any::<u32>(), any::<u8>())
+            .prop_map(|(arena, f, offset, byte)| Op::ArenaTamper { arena, f, offset, byte }),
+        5 => (arena(), f()).prop_map(|(arena, f)| Op::ArenaRetire { arena, f }),
+        1 => arena().prop_map(Op::ArenaDrop),
+        3 => (arena(), arena_addr()).prop_map(|(arena, at)| Op::ArenaRaw { arena, at }),
+        1 => (arena(), any::<u8>()).prop_map(|(arena, f)| Op::ArenaForeign { arena, f }),
+    ]
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         14 => size().prop_map(Op::Alloc),
@@ -133,6 +201,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => target().prop_map(Op::IntoRaw),
         3 => target().prop_map(Op::DropHandle),
         2 => quota().prop_map(Op::SetQuota),
+        40 => arena_op(),
     ]
 }
 
@@ -171,11 +240,17 @@ fn random_operations_match_the_model() {
     let maps_every = std::env::var("WILDX_MODEL_MAPS_EVERY").ok().and_then(|s| s.parse().ok()).unwrap_or(MAPS_EVERY);
     let ops = AtomicU64::new(0);
     let maps_checks = AtomicU64::new(0);
+    let tally = Mutex::new(BTreeMap::new());
     let mut runner = TestRunner::new(config);
+    let started = std::time::Instant::now();
     let result = runner.run(&vec(op(), 1..=MAX_OPS), |seq| {
-        let (outcome, n, checks) = run_sequence(&seq, maps_every);
+        let (outcome, n, checks, t) = run_sequence(&seq, maps_every);
         ops.fetch_add(n, Ordering::Relaxed);
         maps_checks.fetch_add(checks, Ordering::Relaxed);
+        let mut total = tally.lock().unwrap_or_else(PoisonError::into_inner);
+        for (k, v) in t {
+            *total.entry(k).or_insert(0u64) += v;
+        }
         outcome.map_err(TestCaseError::fail)
     });
     let (ops, maps_checks) = (ops.into_inner(), maps_checks.into_inner());
@@ -192,7 +267,14 @@ fn random_operations_match_the_model() {
         }
         Err(e) => panic!("{e}\nmodel seed {seed}"),
     }
-    println!("model: {cases} cases, {ops} operations, {maps_checks} /proc/self/maps checks, seed {seed}");
+    println!(
+        "model: {cases} cases, {ops} operations, {maps_checks} /proc/self/maps checks, seed {seed}, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let tally = tally.into_inner().unwrap_or_else(PoisonError::into_inner);
+    let arena_ops: u64 = tally.values().sum();
+    let lines: Vec<String> = tally.iter().map(|((name, outcome), n)| format!("{name} {outcome}: {n}")).collect();
+    println!("model: {arena_ops} arena operations: {}", lines.join(", "));
     if cases >= CASES {
         assert!(ops >= MIN_OPS, "only {ops} operations ran; raise CASES or MAX_OPS");
     }
@@ -200,7 +282,7 @@ fn random_operations_match_the_model() {
 
 /// Runs `seq` through a fresh harness: the first difference from the model, the
 /// operations applied and the `/proc/self/maps` checks made.
-fn run_sequence(seq: &[Op], maps_every: u64) -> (Result<(), String>, u64, u64) {
+fn run_sequence(seq: &[Op], maps_every: u64) -> (Result<(), String>, u64, u64, model::Tally) {
     let mut harness = Harness::new(maps_every);
     let mut outcome = Ok(());
     for (i, &op) in seq.iter().enumerate() {
@@ -210,10 +292,11 @@ fn run_sequence(seq: &[Op], maps_every: u64) -> (Result<(), String>, u64, u64) {
         }
     }
     let (ops, checks) = (harness.ops, harness.maps_checks);
+    let tally = std::mem::take(&mut harness.tally);
     if outcome.is_ok() {
         outcome = harness.finish().map(drop);
     }
-    (outcome, ops, checks)
+    (outcome, ops, checks, tally)
 }
 
 /// `op` with its target (if it has one) changed by `f`.
@@ -231,7 +314,7 @@ fn map_target(op: Op, f: impl Fn(Target) -> Target) -> Op {
         Op::FromRawCode(t) => Op::FromRawCode(f(t)),
         Op::IntoRaw(t) => Op::IntoRaw(f(t)),
         Op::DropHandle(t) => Op::DropHandle(f(t)),
-        Op::Alloc(_) | Op::AllocTyped(_) | Op::CompileAdd | Op::CompileAddTyped | Op::SetQuota(_) => op,
+        _ => op,
     }
 }
 
