@@ -114,71 +114,87 @@ fn quota() -> impl Strategy<Value = Quota> {
     ]
 }
 
-fn cap() -> impl Strategy<Value = Cap> {
-    prop_oneof![
-        8 => any::<u8>().prop_map(Cap::Pages),
-        2 => any::<u8>().prop_map(Cap::PagesLess),
-        1 => Just(Cap::Tiny),
-        4 => any::<u8>().prop_map(Cap::Large),
-        1 => Just(Cap::Huge),
-        1 => Just(Cap::Zero),
-        1 => Just(Cap::LargestRoundable),
-        1 => Just(Cap::FirstOverflow),
-        1 => Just(Cap::Max),
-    ]
+/// Arena strategies are plain numbers mapped to choices, low values to the simple ones
+/// (proptest shrinks numbers towards 0): a `prop_oneof!` union makes a fresh RNG for
+/// each of its alternatives every time it generates a value, which for the arena
+/// operations' nested choices cost more than running them.
+fn cap(k: u8, n: u8) -> Cap {
+    match k {
+        0..=109 => Cap::Pages(n),
+        110..=139 => Cap::PagesLess(n),
+        140..=154 => Cap::Tiny,
+        155..=209 => Cap::Large(n),
+        210..=224 => Cap::Huge,
+        225..=234 => Cap::Zero,
+        235..=244 => Cap::LargestRoundable,
+        245..=249 => Cap::FirstOverflow,
+        _ => Cap::Max,
+    }
 }
 
+/// One byte picks the size (low values are the simple ones, so shrinking goes there),
+/// two more give it its parameter. A union of twelve would cost a fresh RNG per
+/// alternative for every push proptest generates.
 fn fn_size() -> impl Strategy<Value = FnSize> {
-    prop_oneof![
-        10 => Just(FnSize::Forty),
-        2 => Just(FnSize::One),
-        2 => Just(FnSize::Eleven),
-        6 => any::<u16>().prop_map(FnSize::Small),
-        3 => Just(FnSize::Straddle),
-        1 => Just(FnSize::PagePlusOne),
-        1 => Just(FnSize::ThreePages),
-        1 => any::<u8>().prop_map(FnSize::Large),
-        1 => Just(FnSize::Rest),
-        1 => Just(FnSize::PastCapacity),
-        1 => Just(FnSize::Zero),
-        1 => Just(FnSize::TooLong),
-    ]
+    (any::<u8>(), any::<u16>()).prop_map(|(k, n)| match k {
+        0..=89 => FnSize::Forty,
+        90..=109 => FnSize::One,
+        110..=129 => FnSize::Eleven,
+        130..=179 => FnSize::Small(n),
+        180..=204 => FnSize::Straddle,
+        205..=214 => FnSize::PagePlusOne,
+        215..=224 => FnSize::ThreePages,
+        225..=232 => FnSize::Large(n as u8),
+        233..=238 => FnSize::Rest,
+        239..=244 => FnSize::PastCapacity,
+        245..=250 => FnSize::Zero,
+        _ => FnSize::TooLong,
+    })
 }
 
-fn arena_addr() -> impl Strategy<Value = ArenaAddr> {
-    prop_oneof![
-        6 => (0u8..8).prop_map(ArenaAddr::Fn),
-        2 => (0u8..8, any::<u8>()).prop_map(|(f, k)| ArenaAddr::Interior(f, k)),
-        2 => (0u8..4).prop_map(ArenaAddr::Import),
-        1 => Just(ArenaAddr::Base),
-        1 => Just(ArenaAddr::Next),
-        1 => Just(ArenaAddr::Last),
-        1 => Just(ArenaAddr::End),
-    ]
+fn arena_addr(k: u8, f: u8, n: u8) -> ArenaAddr {
+    match k {
+        0..=109 => ArenaAddr::Fn(f),
+        110..=149 => ArenaAddr::Interior(f, n),
+        150..=189 => ArenaAddr::Import(n % 4),
+        190..=205 => ArenaAddr::Base,
+        206..=221 => ArenaAddr::Next,
+        222..=237 => ArenaAddr::Last,
+        _ => ArenaAddr::End,
+    }
 }
 
-/// Arena operations: mostly on the newest arenas and functions, sometimes further back.
+/// An arena operation: one byte picks which (weights in the ranges), the others are its
+/// arguments. Mostly on the newest arena and its newest functions, sometimes further
+/// back.
 fn arena_op() -> impl Strategy<Value = Op> {
-    let arena = || prop_oneof![6 => Just(0u8), 3 => 0u8..4, 1 => any::<u8>()];
-    let f = || prop_oneof![4 => 0u8..4, 2 => 0u8..16, 1 => any::<u8>()];
-    prop_oneof![
-        14 => (arena(), fn_size(), any::<u64>(), prop_oneof![3 => Just(false), 1 => Just(true)])
-            .prop_map(|(arena, size, value, with)| Op::ArenaPush { arena, size, value, with }),
-        2 => cap().prop_map(Op::ArenaNew),
-        6 => arena().prop_map(Op::ArenaPublish),
-        8 => (arena(), f()).prop_map(|(arena, f)| Op::ArenaCall { arena, f }),
-        2 => (arena(), any::<u64>()).prop_map(|(arena, target)| Op::ArenaImport { arena, target }),
-        2 => (arena(), f()).prop_map(|(arena, f)| Op::ArenaHold { arena, f }),
-        2 => any::<u8>().prop_map(Op::ArenaRelease),
-        3 => (arena(), f()).prop_map(|(arena, f)| Op::ArenaVerify { arena, f }),
-        2 => arena().prop_map(Op::ArenaVerifyAll),
-        2 => (arena(), proptest::option::of(f()), any::<u32>(), any::<u8>())
-            .prop_map(|(arena, f, offset, byte)| Op::ArenaTamper { arena, f, offset, byte }),
-        5 => (arena(), f()).prop_map(|(arena, f)| Op::ArenaRetire { arena, f }),
-        1 => arena().prop_map(Op::ArenaDrop),
-        3 => (arena(), arena_addr()).prop_map(|(arena, at)| Op::ArenaRaw { arena, at }),
-        1 => (arena(), any::<u8>()).prop_map(|(arena, f)| Op::ArenaForeign { arena, f }),
-    ]
+    let arena = any::<u8>().prop_map(|n| match n {
+        0..=149 => 0,
+        150..=229 => n % 4,
+        _ => n,
+    });
+    let f = any::<u8>().prop_map(|n| match n {
+        0..=149 => n % 4,
+        150..=219 => n % 16,
+        _ => n,
+    });
+    let args = (any::<u8>(), any::<u8>(), any::<u64>(), any::<u32>());
+    (0u8..50, arena, f, fn_size(), args).prop_map(|(which, arena, f, size, (k, n, value, offset))| match which {
+        0..=13 => Op::ArenaPush { arena, size, value, with: k >= 192 },
+        14..=19 => Op::ArenaPublish(arena),
+        20..=27 => Op::ArenaCall { arena, f },
+        28..=29 => Op::ArenaNew(cap(k, n)),
+        30..=31 => Op::ArenaImport { arena, target: value },
+        32..=35 => Op::ArenaRetire { arena, f },
+        36..=38 => Op::ArenaVerify { arena, f },
+        39..=40 => Op::ArenaHold { arena, f },
+        41 => Op::ArenaRelease(n),
+        42 => Op::ArenaVerifyAll(arena),
+        43..=44 => Op::ArenaTamper { arena, f: (k < 128).then_some(f), offset, byte: n },
+        45..=46 => Op::ArenaRaw { arena, at: arena_addr(k, f, n) },
+        47 => Op::ArenaDrop(arena),
+        _ => Op::ArenaForeign { arena, f },
+    })
 }
 
 fn op() -> impl Strategy<Value = Op> {

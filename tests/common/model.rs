@@ -418,7 +418,7 @@ pub enum FnSize {
     One,
     /// 11 bytes: exactly `mov rax, imm64; ret`.
     Eleven,
-    /// Any length from 1 to 3 pages.
+    /// Any length from 1 to 512 bytes.
     Small(u16),
     /// Starts 24 bytes before a page boundary (from where the next push lands) and
     /// ends 24 bytes past it.
@@ -459,7 +459,7 @@ impl FnSize {
             FnSize::Forty => 40,
             FnSize::One => 1,
             FnSize::Eleven => 11,
-            FnSize::Small(n) => usize::from(n) % (3 * PAGE) + 1,
+            FnSize::Small(n) => usize::from(n) % 512 + 1,
             FnSize::Straddle => {
                 let to_boundary = PAGE - next % PAGE;
                 // Start 24 bytes before a boundary: pad up to it first.
