@@ -9,8 +9,44 @@
 //!   executable bytes = sealed pages, freed ranges unmapped) after every 8th. At least a
 //!   million operations per run; a failure shrinks to a minimal sequence and prints the
 //!   seed to replay it.
-//! - `decoded_byte_sequences_match_the_model`: the fuzz target's byte decoding, on
-//!   random bytes, through the same harness.
+//!
+//!   About a third of the operations are on code arenas, interleaved with the page
+//!   operations so that both share the quota: `Arena::new` (capacities of 0, 1 byte,
+//!   whole pages, pages less 100 bytes, 1-4 MiB, 1 GiB (more than the default quota,
+//!   which counts only accessible bytes), a reservation too large for the address space,
+//!   rounding overflow, `usize::MAX`); `push` and `push_with` of generated functions
+//!   (`mov rax, imm64; ret` padded to the length, so every call's result is known;
+//!   `push_with`'s return their own address, checking the address `emit` is handed)
+//!   of 0, 1, 11, 40 and up to 512 bytes, straddling a page boundary, a page and one,
+//!   three pages, 64-256 KiB, exactly the rest of the reservation, one byte past it,
+//!   and over the length limit; `import`; `publish`; `entry` + `call` +
+//!   `Entry::verify`; entries held across operations and dropped later; `verify`;
+//!   `verify_all`; tampering with one published byte (of a function, a slot, padding or
+//!   the rest of a page) through `/proc/self/mem`; `retire` (twice, unpublished, with
+//!   entries alive); dropping the arena (with entries held: they are dropped first, as
+//!   the borrow checker requires); the raw surface on arena addresses (function starts,
+//!   interior bytes, import slots, the reservation's first, next, last and one-past-end
+//!   bytes: `wildx::inspect`, `raw::state`, `raw::verify`, `Arena::id_at`, and
+//!   `raw::free` / `raw::seal`, which must refuse and count a refusal); ids of other
+//!   live or dropped arenas. The model places records exactly (16-byte functions,
+//!   8-byte slots, a fresh page after each publish) and commits exactly: as much again
+//!   as is committed (at least a page, at most 64), capped by the reservation, or only
+//!   what the push needs when the quota has no room for more. After every operation the
+//!   stats (`arenas`, `arena_functions`, `arena_bytes`, `live_bytes`, `peak_bytes`)
+//!   and `next_addr` must match, and with each maps check every arena page must have
+//!   the protection the model gives it (published R|X, committed but unpublished R|W,
+//!   released and never committed `---p`), every arena function's `inspect` must match,
+//!   anonymous executable bytes must be the sealed pages plus the published arena pages,
+//!   and a dropped arena's whole reservation must be unmapped. The run prints how many
+//!   arena operations of each kind succeeded, were refused (as the model predicted) or
+//!   found nothing to act on.
+//! - `decoded_byte_sequences_match_the_model`: the fuzz target's byte decoding (arena
+//!   operations included), on random bytes, through the same harness.
+//!
+//! Environment: `PROPTEST_RNG_SEED` replays a seed (every test prints its own);
+//! `WILDX_MODEL_CASES` (default 2400 cases of up to 900 operations),
+//! `WILDX_MODEL_MAPS_EVERY` (default 8), `WILDX_DECODE_CASES` (48) and
+//! `WILDX_MT_CASES` (2) make a run longer or shorter.
 //! - `threads_hand_pages_off`: threads pass pages through a shared pool with atomic
 //!   ownership hand-off while a monitor thread watches `/proc/self/maps` for W+X; every
 //!   outcome must be one the contract allows, and the stats must balance at the end.
@@ -26,6 +62,13 @@
 //! `unsafe` is needed for what the threads do with pages they own: write through the
 //! pointer, call sealed add code, take pages into typed handles, and map placeholders
 //! over freed addresses with `libc::mmap` to prove a stale free touches nothing.
+//!
+//! Known limits of the arena model: `Error::Os` and `Error::RegistryStorage` never
+//! happen here (the kernel does not refuse), so their "nothing changes" paths are
+//! not covered here; a `push_with` closure
+//! that panics is tested in `tests/arena.rs`; `verify_all` skips a retired function
+//! that straddles a released page, as the library does, so its bytes on a page still
+//! mapped are not compared; threads on arenas are in `tests/arena.rs`.
 
 #![allow(unsafe_code)]
 

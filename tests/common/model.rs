@@ -1,7 +1,10 @@
 //! A reference model of wildx's contract, and a harness that runs each operation against
 //! both the model and the real library and compares everything observable: return codes,
 //! typed errors, states, seal hashes, the quota, every `stats()` counter, the bytes a
-//! call computes, and (every few operations) `/proc/self/maps`.
+//! call computes, and (every few operations) `/proc/self/maps`. Code arenas are
+//! modelled too ([`ModelArena`]): where each push lands, which pages are committed
+//! (ahead, and exactly when the quota has no room), published, released, what every
+//! function hashes to and returns, and how they share the quota with pages.
 //!
 //! The model is plain data and plain rules taken from DESIGN.md, written without looking
 //! at how `src/page.rs` does it: its own FNV-1a, its own quota arithmetic, its own idea of
@@ -17,7 +20,10 @@
 //! This module needs `unsafe` to do what a JIT does with the raw surface: write through
 //! page pointers the model says are WRITABLE and owned by no handle, call sealed add
 //! pages, take pages into typed handles (`Page::from_raw`, `Code::from_raw`), and unmap
-//! the foreign mapping it made itself. Each block says which model fact makes it sound.
+//! the foreign mapping it made itself; for arenas, to take entries on generated
+//! functions and call them, keep entries alive across operations (their borrow of the
+//! boxed arena extended), and read pending bytes back. Each block says which model fact
+//! makes it sound.
 
 #![allow(unsafe_code)]
 
@@ -427,7 +433,8 @@ pub enum FnSize {
     PagePlusOne,
     /// Three pages and 40 bytes.
     ThreePages,
-    /// `(n % 4 + 1) * 16` KiB: several pages committed at once.
+    /// `(n % 4 + 1) * 64` KiB: many pages committed at once, so that an arena grows past
+    /// the 64 pages a push may commit ahead.
     Large(u8),
     /// Exactly what is left before the end of the reservation (0 if nothing).
     Rest,
@@ -467,7 +474,7 @@ impl FnSize {
             }
             FnSize::PagePlusOne => PAGE + 1,
             FnSize::ThreePages => 3 * PAGE + 40,
-            FnSize::Large(n) => (usize::from(n) % 4 + 1) << 14,
+            FnSize::Large(n) => (usize::from(n) % 4 + 1) << 16,
             FnSize::Rest => cap.saturating_sub(next),
             FnSize::PastCapacity => cap.saturating_sub(next) + 1,
             FnSize::Zero => 0,
@@ -1355,6 +1362,7 @@ pub struct Harness {
     /// `/proc/self/maps` checks made.
     pub maps_checks: u64,
     /// Live arenas, in the model's order. Boxed: held entries point at them.
+    #[allow(clippy::vec_box, reason = "held entries point at the Arena: it must not move with the Vec")]
     arenas: Vec<Box<Arena>>,
     /// Entries kept alive across operations.
     held: Vec<Held>,
