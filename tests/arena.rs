@@ -582,4 +582,52 @@ fn checked_pushes_are_validated_and_enter_without_unsafe() {
     drop(entry);
     arena.retire(f.id()).unwrap();
     assert_eq!(arena.checked_entry(f).err(), Some(Error::Retired));
+/// Regression (found by the reference model in `tests/model.rs`): when the quota had no
+/// room for the pages a push commits ahead, the push fell back to committing exactly
+/// what it needed but recorded the ahead pages as committed too. Those pages stayed
+/// `PROT_NONE` and uncounted: the next push onto one of them wrote into an inaccessible
+/// page (SIGSEGV inside `push`), and dropping the arena gave back more bytes than it had
+/// counted (`arena_bytes` and `live_bytes` fell below the truth, or overflowed).
+#[test]
+fn a_push_that_falls_back_to_an_exact_commit_records_only_what_it_committed() {
+    run_in_child("a_push_that_falls_back_to_an_exact_commit_records_only_what_it_committed", || {
+        let stats0 = wildx::stats();
+        let arena = Arena::new(8 * 4096).unwrap();
+        // Page 0 (committed exactly: nothing committed yet), publish; page 1 (ahead is
+        // one page), publish: two pages committed, both published.
+        for value in [1, 2] {
+            arena.push(&ret_const(value)).unwrap();
+            arena.publish().unwrap();
+        }
+        assert_eq!(wildx::stats().arena_bytes - stats0.arena_bytes, 2 * 4096);
+        // Room for one more page: the push at page 2 would commit pages 2 and 3 ahead,
+        // cannot, and commits page 2 alone.
+        wildx::set_quota(wildx::stats().live_bytes + 4096);
+        let c = arena.push(&ret_const(3)).unwrap();
+        assert_eq!(wildx::stats().arena_bytes - stats0.arena_bytes, 3 * 4096);
+        arena.publish().unwrap();
+        let page3 = arena.base() + 3 * 4096;
+        assert_eq!(arena.next_addr(), page3);
+        assert!(
+            Maps::read().perms_of(page3, 4096).is_some_and(|p| p.rwx() == "---"),
+            "page 3 was never made accessible"
+        );
+        // Page 3 must be committed (and counted) by the next push, or refused by the quota.
+        assert!(matches!(arena.push(&ret_const(4)), Err(Error::QuotaExceeded { requested: 4096, .. })));
+        wildx::set_quota(wildx::DEFAULT_QUOTA);
+        let d = arena.push(&ret_const(4)).unwrap();
+        arena.publish().unwrap();
+        assert_eq!(arena.addr(d), Ok(page3));
+        // SAFETY: ret_const implements Ret.
+        unsafe {
+            assert_eq!(arena.entry::<Ret>(c).unwrap().call(()), 3);
+            assert_eq!(arena.entry::<Ret>(d).unwrap().call(()), 4);
+        }
+        let accessible = wildx::stats().arena_bytes - stats0.arena_bytes;
+        assert_eq!(accessible % 4096, 0);
+        assert!(accessible >= 4 * 4096);
+        drop(arena);
+        let after = wildx::stats();
+        assert_eq!((after.arena_bytes, after.live_bytes), (stats0.arena_bytes, stats0.live_bytes));
+    });
 }
