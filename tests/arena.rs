@@ -502,6 +502,7 @@ fn pushes_racing_publishes_keep_the_contract() {
                 let wx: Vec<_> = Maps::read().writable_and_executable().into_iter().map(|m| m.start).collect();
                 assert!(wx.is_empty(), "W|X mapping during the race: {wx:x?}");
                 reads += 1;
+                std::thread::sleep(std::time::Duration::from_micros(200));
             }
             reads
         });
@@ -531,6 +532,8 @@ fn pushes_racing_publishes_keep_the_contract() {
             while !pushers.iter().all(|p| p.is_finished()) {
                 arena.publish().unwrap();
                 publishes += 1;
+                // Let the pushers at the lock: a spinning publisher would starve them.
+                std::thread::sleep(std::time::Duration::from_micros(50));
             }
             for p in pushers {
                 p.join().unwrap();
@@ -582,6 +585,8 @@ fn checked_pushes_are_validated_and_enter_without_unsafe() {
     drop(entry);
     arena.retire(f.id()).unwrap();
     assert_eq!(arena.checked_entry(f).err(), Some(Error::Retired));
+}
+
 /// Regression (found by the reference model in `tests/model.rs`): when the quota had no
 /// room for the pages a push commits ahead, the push fell back to committing exactly
 /// what it needed but recorded the ahead pages as committed too. Those pages stayed
@@ -591,33 +596,33 @@ fn checked_pushes_are_validated_and_enter_without_unsafe() {
 #[test]
 fn a_push_that_falls_back_to_an_exact_commit_records_only_what_it_committed() {
     run_in_child("a_push_that_falls_back_to_an_exact_commit_records_only_what_it_committed", || {
+        const P: usize = 4096;
         let stats0 = wildx::stats();
-        let arena = Arena::new(8 * 4096).unwrap();
-        // Page 0 (committed exactly: nothing committed yet), publish; page 1 (ahead is
-        // one page), publish: two pages committed, both published.
-        for value in [1, 2] {
-            arena.push(&ret_const(value)).unwrap();
-            arena.publish().unwrap();
-        }
-        assert_eq!(wildx::stats().arena_bytes - stats0.arena_bytes, 2 * 4096);
-        // Room for one more page: the push at page 2 would commit pages 2 and 3 ahead,
-        // cannot, and commits page 2 alone.
-        wildx::set_quota(wildx::stats().live_bytes + 4096);
-        let c = arena.push(&ret_const(3)).unwrap();
-        assert_eq!(wildx::stats().arena_bytes - stats0.arena_bytes, 3 * 4096);
+        let arena = Arena::new(64 * P).unwrap();
+        // A function filling pages 0..16 (committed at once: at least 16 pages), published.
+        let mut long = vec![0x90; 15 * P + 100];
+        long.extend(ret_const(1));
+        arena.push(&long).unwrap();
         arena.publish().unwrap();
-        let page3 = arena.base() + 3 * 4096;
-        assert_eq!(arena.next_addr(), page3);
+        assert_eq!(wildx::stats().arena_bytes - stats0.arena_bytes, 16 * P);
+        // Room for one more page: the push at page 16 would commit pages 16..32 ahead,
+        // cannot, and commits page 16 alone.
+        wildx::set_quota(wildx::stats().live_bytes + P);
+        let c = arena.push(&ret_const(3)).unwrap();
+        assert_eq!(wildx::stats().arena_bytes - stats0.arena_bytes, 17 * P);
+        arena.publish().unwrap();
+        let page17 = arena.base() + 17 * P;
+        assert_eq!(arena.next_addr(), page17);
         assert!(
-            Maps::read().perms_of(page3, 4096).is_some_and(|p| p.rwx() == "---"),
-            "page 3 was never made accessible"
+            Maps::read().perms_of(page17, P).is_some_and(|p| p.rwx() == "---"),
+            "page 17 was never made accessible"
         );
-        // Page 3 must be committed (and counted) by the next push, or refused by the quota.
-        assert!(matches!(arena.push(&ret_const(4)), Err(Error::QuotaExceeded { requested: 4096, .. })));
+        // Page 17 must be committed (and counted) by the next push, or refused by the quota.
+        assert!(matches!(arena.push(&ret_const(4)), Err(Error::QuotaExceeded { requested: P, .. })));
         wildx::set_quota(wildx::DEFAULT_QUOTA);
         let d = arena.push(&ret_const(4)).unwrap();
         arena.publish().unwrap();
-        assert_eq!(arena.addr(d), Ok(page3));
+        assert_eq!(arena.addr(d), Ok(page17));
         // SAFETY: ret_const implements Ret.
         unsafe {
             assert_eq!(arena.entry::<Ret>(c).unwrap().call(()), 3);
@@ -625,7 +630,7 @@ fn a_push_that_falls_back_to_an_exact_commit_records_only_what_it_committed() {
         }
         let accessible = wildx::stats().arena_bytes - stats0.arena_bytes;
         assert_eq!(accessible % 4096, 0);
-        assert!(accessible >= 4 * 4096);
+        assert!(accessible >= 18 * P);
         drop(arena);
         let after = wildx::stats();
         assert_eq!((after.arena_bytes, after.live_bytes), (stats0.arena_bytes, stats0.live_bytes));
