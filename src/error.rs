@@ -60,6 +60,10 @@ pub enum Error {
     RegistryStorage,
     /// The kernel refused a syscall (`mmap`, `mprotect` or `munmap`) with this errno.
     Os(Errno),
+    /// The process runs with the `READ_IMPLIES_EXEC` personality, under which the kernel
+    /// maps every readable page executable: a writable page would be `rwx`, so wildx
+    /// maps none. Nothing changed.
+    ReadImpliesExec,
 }
 
 impl fmt::Display for Error {
@@ -87,6 +91,9 @@ impl fmt::Display for Error {
                  a hardened kernel) forbids executable memory or this memory operation"
             ),
             Error::Os(errno) => write!(f, "the kernel refused: {errno}"),
+            Error::ReadImpliesExec => {
+                f.write_str("the READ_IMPLIES_EXEC personality would make writable pages executable")
+            }
         }
     }
 }

@@ -7,7 +7,10 @@ compile_error!(
      x86-64 machine code"
 );
 
-pub mod sys;
+mod sys;
+
+/// The narrow runtime path for freestanding programs: exit, stderr, abort.
+pub mod rt;
 
 #[cfg(feature = "capi")]
 pub mod capi;
@@ -27,5 +30,5 @@ pub use global::MmapAlloc;
 pub use hash::fnv1a64;
 pub use page::{PageInfo, Stats, inspect, quota, set_quota, stats};
 pub use registry::{DEFAULT_QUOTA, State};
-pub use sys::Errno;
+pub use sys::{Errno, PAGE_SIZE};
 pub use typed::{Code, Page, SealError, Signature};

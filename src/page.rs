@@ -29,16 +29,20 @@ use core::slice;
 
 use crate::error::Error;
 use crate::hash::fnv1a64;
-use crate::registry::{self, ALLOCS, FREES, REFUSALS, REGISTRY, SEALS, Slot, State};
+use crate::registry::{self, ALLOCS, FREES, Gen, REFUSALS, REGISTRY, Reserve, SEALS, Slot, State};
 use crate::sys::{self, PROT_EXEC, PROT_READ, PROT_WRITE};
 
-/// Who is asking: the raw surface may not touch a page a typed handle owns.
+/// Who is asking: the raw surface may not touch a page a typed handle owns, and a
+/// handle may touch only the page it owns (its generation: not a later page the kernel
+/// put at the same address after its own was unmapped behind wildx's back).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Access {
     /// The raw or C surface, or `jit` helpers on raw pointers.
     Raw,
-    /// The typed handle that owns the page.
-    Handle,
+    /// The typed handle that owns the page, with the generation it was given.
+    Handle(Gen),
+    /// A query that does not act for an owner (verify).
+    Any,
 }
 
 /// What the registry knows about one live page.
@@ -115,10 +119,12 @@ fn key(ptr: *const u8) -> Result<(NonNull<u8>, usize), Error> {
 /// Looks `addr` up, refusing pages a handle owns unless `access` is that handle.
 fn lookup(reg: &registry::Registry, addr: usize, access: Access) -> Result<Slot, Error> {
     let slot = reg.get(addr).ok_or(Error::NotRegistered)?;
-    if access == Access::Raw && slot.held() {
-        return Err(Error::HeldByHandle);
+    match access {
+        Access::Raw if slot.held() => Err(Error::HeldByHandle),
+        // A stale handle: its page is gone and this is someone else's.
+        Access::Handle(generation) if !slot.held() || slot.generation() != generation => Err(Error::NotRegistered),
+        _ => Ok(slot),
     }
-    Ok(slot)
 }
 
 /// Waits a little before looking at a BUSY page again: it is busy for one syscall or
@@ -174,24 +180,41 @@ fn expect_state(slot: Slot, expected: State) -> Result<(), Error> {
 }
 
 /// Maps a fresh WRITABLE page of `len` bytes (whole pages, `R|W`, filled with `0xCC`)
-/// and registers it, owned by a typed handle if `access` is [`Access::Handle`].
+/// and registers it, owned by a typed handle if `access` is [`Access::Handle`] (whose
+/// generation is ignored: the page's own is returned).
 ///
-/// Syscalls: `mmap`, and `munmap` if the registry cannot grow.
-pub(crate) fn alloc(len: usize, access: Access) -> Result<NonNull<u8>, Error> {
+/// Syscalls: `personality` (the `READ_IMPLIES_EXEC` check), `mmap`.
+pub(crate) fn alloc(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> {
     tally(alloc_inner(len, access), &ALLOCS)
 }
 
-fn alloc_inner(len: usize, access: Access) -> Result<NonNull<u8>, Error> {
+fn alloc_inner(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> {
     if len == 0 {
         return Err(Error::ZeroLength);
     }
     let mapped = registry::checked_round_to_pages(len).ok_or(Error::LengthOverflow)?;
+    // Under READ_IMPLIES_EXEC the kernel adds PROT_EXEC to every readable mapping: a
+    // WRITABLE page would be rwx. Checked on every allocation, since the personality can
+    // change at any time.
+    if sys::read_implies_exec() {
+        return Err(Error::ReadImpliesExec);
+    }
     {
         let mut reg = REGISTRY.write();
-        if !reg.reserve(mapped) {
-            let (live, quota) = (reg.live_bytes() + reg.reserved(), reg.quota());
-            return Err(Error::QuotaExceeded { requested: mapped, live, quota });
+        match reg.reserve(mapped) {
+            Ok(()) => {}
+            Err(Reserve::Quota) => {
+                let (live, quota) = (reg.live_bytes() + reg.reserved(), reg.quota());
+                return Err(Error::QuotaExceeded { requested: mapped, live, quota });
+            }
+            // Refused before anything is mapped: there is nothing to undo.
+            Err(Reserve::Storage) => return Err(Error::RegistryStorage),
         }
+    }
+    if mapped > registry::MAX_PAGE_LEN {
+        // No address space holds it anyway; the registry's length field cannot either.
+        REGISTRY.write().unreserve(mapped);
+        return Err(Error::Os(sys::Errno::ENOMEM));
     }
     // Map and fill outside the lock: nobody else knows this address yet.
     let ptr = match sys::mmap_anonymous(mapped, PROT_READ | PROT_WRITE) {
@@ -211,7 +234,8 @@ fn alloc_inner(len: usize, access: Access) -> Result<NonNull<u8>, Error> {
         if !stale.busy() {
             // An entry for an address the kernel just handed out, with no free under way:
             // someone unmapped a wildx page behind wildx's back (e.g. with libc). Its
-            // mapping is gone, so its entry goes too.
+            // mapping is gone, so its entry goes too; a handle still holding it has the
+            // old generation and can no longer act on this address.
             reg.remove(addr);
             break;
         }
@@ -221,16 +245,9 @@ fn alloc_inner(len: usize, access: Access) -> Result<NonNull<u8>, Error> {
         back_off(&mut rounds);
         reg = REGISTRY.write();
     }
-    if reg.insert(addr, len, access == Access::Handle).is_err() {
-        reg.unreserve(mapped);
-        drop(reg);
-        // SAFETY: the mapping was never registered or handed out; it is ours to drop.
-        // If even this munmap is refused (a seccomp policy), the bytes stay mapped but
-        // unreachable; there is nothing better to do with them.
-        let _ = unsafe { sys::munmap(ptr, mapped) };
-        return Err(Error::RegistryStorage);
-    }
-    Ok(ptr)
+    // Cannot fail: `reserve` made room in the table for this entry.
+    let generation = reg.insert(addr, len, matches!(access, Access::Handle(_)));
+    Ok((ptr, generation))
 }
 
 /// Seals a WRITABLE page: hashes its requested bytes, `mprotect`s it `R|X`, records the
@@ -368,7 +385,7 @@ pub(crate) fn verify(ptr: *const u8) -> Result<usize, Error> {
     // mark it busy) while we hash, and lets any number of verifying threads in at once.
     // A busy page is waited for: a seal in progress ends WRITABLE or EXECUTABLE, a free
     // in progress ends with the page gone or kept.
-    with_idle_page_read(addr, Access::Handle, |slot| {
+    with_idle_page_read(addr, Access::Any, |slot| {
         expect_state(slot, State::Executable)?;
         // SAFETY: the registry vouches for a live R|X mapping of at least `slot.len()`
         // bytes, kept mapped by the lock; sealed bytes are read-only, so no Rust code
@@ -381,17 +398,17 @@ pub(crate) fn verify(ptr: *const u8) -> Result<usize, Error> {
     })
 }
 
-/// Hands a page to a typed handle (`held = true`, `from_raw`) or back to raw pointers
-/// (`held = false`, `into_raw`). Taking a page that is already held, or is not in
-/// `expected` state, is refused.
-pub(crate) fn set_held(ptr: *const u8, expected: State, held: bool) -> Result<Slot, Error> {
-    refused(set_held_inner(ptr, expected, held))
+/// Hands a page to a typed handle (`access` is [`Access::Raw`]: `from_raw`) or back to
+/// raw pointers (`access` is the handle's [`Access::Handle`]: `into_raw`). Taking a page
+/// that is already held, or is not in `expected` state, is refused.
+pub(crate) fn set_held(ptr: *const u8, expected: State, access: Access) -> Result<Slot, Error> {
+    refused(set_held_inner(ptr, expected, access))
 }
 
-fn set_held_inner(ptr: *const u8, expected: State, held: bool) -> Result<Slot, Error> {
+fn set_held_inner(ptr: *const u8, expected: State, access: Access) -> Result<Slot, Error> {
     let (_, addr) = key(ptr)?;
     // Taking ownership needs a page nobody holds; giving it back is done by its holder.
-    let access = if held { Access::Raw } else { Access::Handle };
+    let held = access == Access::Raw;
     with_idle_page(addr, access, |reg, slot| {
         expect_state(slot, expected)?;
         reg.set_held(addr, held);
@@ -427,8 +444,9 @@ fn call_refused(ptr: *const u8, error: Error) -> ! {
         }
         _ => writeln!(line, "wildx: refusing call into {ptr:p}: not a live wildx page (freed or foreign)"),
     };
-    let _ = sys::write_all(sys::STDERR, &line.buf[..line.len]);
-    sys::abort()
+    // Never blocks and never turns into SIGPIPE: a full, broken or closed stderr loses
+    // the line, and the process still dies by SIGABRT.
+    crate::rt::abort_with_message(&line.buf[..line.len])
 }
 
 /// A fixed buffer that `write!` can fill without allocating; truncates when full.

@@ -38,7 +38,7 @@ use core::slice;
 
 use crate::error::Error;
 use crate::page::{self, Access};
-use crate::registry::State;
+use crate::registry::{Gen, State};
 
 /// A live WRITABLE page owned by this handle: fill it, then [`Page::seal`] it.
 ///
@@ -57,6 +57,8 @@ use crate::registry::State;
 pub struct Page {
     ptr: NonNull<u8>,
     len: usize,
+    /// The registry generation of the page this handle owns (see `page::Access`).
+    generation: Gen,
 }
 
 // SAFETY: a Page is the only owner of its mapping (registry `held` flag); moving it to
@@ -73,8 +75,8 @@ impl Page {
     /// [`Error::ZeroLength`], [`Error::LengthOverflow`], [`Error::QuotaExceeded`],
     /// [`Error::Os`] if `mmap` fails, [`Error::RegistryStorage`]. Nothing changes.
     pub fn new(len: usize) -> Result<Page, Error> {
-        let ptr = page::alloc(len, Access::Handle)?;
-        Ok(Page { ptr, len })
+        let (ptr, generation) = page::alloc(len, Access::Handle(0))?;
+        Ok(Page { ptr, len, generation })
     }
 
     /// A page holding exactly `code` (the rest of the last page stays `0xCC`).
@@ -136,9 +138,9 @@ impl Page {
     /// [`Error::Os`] if the kernel refuses `PROT_EXEC` (SELinux `execmem`, seccomp, a
     /// hardened kernel). The page comes back, still WRITABLE, inside the [`SealError`].
     pub unsafe fn seal<F: Signature>(self) -> Result<Code<F>, SealError> {
-        match page::seal(self.as_ptr(), Access::Handle) {
+        match page::seal(self.as_ptr(), self.access()) {
             Ok(_) => {
-                let code = Code { ptr: self.ptr, len: self.len, sig: PhantomData };
+                let code = Code { ptr: self.ptr, len: self.len, generation: self.generation, sig: PhantomData };
                 core::mem::forget(self);
                 Ok(code)
             }
@@ -151,7 +153,8 @@ impl Page {
     /// Syscalls: `munmap`.
     ///
     /// # Errors
-    /// [`Error::Os`] if the kernel refuses the `munmap` (only a seccomp policy can);
+    /// [`Error::Os`] if the kernel refuses the `munmap` (a seccomp policy, or the
+    /// `vm.max_map_count` limit when the unmap splits a kernel mapping);
     /// the page is then still mapped, registered and WRITABLE, and comes back with the
     /// error so the caller can retry, or drop it.
     ///
@@ -163,7 +166,7 @@ impl Page {
     /// # Ok::<(), wildx::Error>(())
     /// ```
     pub fn free(self) -> Result<(), (Error, Page)> {
-        match page::free(self.as_ptr(), Access::Handle) {
+        match page::free(self.as_ptr(), self.access()) {
             Ok(()) => {
                 core::mem::forget(self);
                 Ok(())
@@ -177,8 +180,8 @@ impl Page {
     #[must_use]
     pub fn into_raw(self) -> NonNull<u8> {
         let ptr = self.ptr;
-        // Cannot fail: this handle holds a live WRITABLE page.
-        let _ = page::set_held(ptr.as_ptr(), State::Writable, false);
+        // Fails only if the page was unmapped behind wildx's back (then nothing changes).
+        let _ = page::set_held(ptr.as_ptr(), State::Writable, self.access());
         core::mem::forget(self);
         ptr
     }
@@ -193,26 +196,41 @@ impl Page {
     /// [`Error::Null`], [`Error::NotRegistered`], [`Error::WrongState`] if the page is
     /// sealed, [`Error::HeldByHandle`] if another handle owns it.
     pub unsafe fn from_raw(ptr: *mut u8) -> Result<Page, Error> {
-        let slot = page::set_held(ptr, State::Writable, true)?;
+        let slot = page::set_held(ptr, State::Writable, Access::Raw)?;
         let ptr = NonNull::new(ptr).ok_or(Error::Null)?;
-        Ok(Page { ptr, len: slot.len() })
+        Ok(Page { ptr, len: slot.len(), generation: slot.generation() })
     }
 }
 
 /// What dropping a handle does: free the page, and if the kernel refuses the `munmap`
-/// (only a seccomp policy can), hand the page back to the raw surface instead of losing
-/// it: it stays registered, in `state`, counted in the stats (the refusal too), and
+/// (a seccomp policy, or the `vm.max_map_count` limit when the unmap splits a kernel
+/// mapping), hand the page back to the raw surface instead of losing it: it stays registered, in `state`, counted in the stats (the refusal too), and
 /// [`crate::raw::free`] on its address can free it later. Never panics.
-fn drop_handle(ptr: NonNull<u8>, state: State) {
-    if page::free(ptr.as_ptr(), Access::Handle).is_err() {
-        // Cannot fail: the handle being dropped holds this live page in `state`.
-        let _ = page::set_held(ptr.as_ptr(), state, false);
+///
+/// A handle whose page was unmapped behind wildx's back (with libc) finds its entry
+/// gone or replaced by a later page of another generation: both calls are then refused
+/// and nothing is touched.
+fn drop_handle(ptr: NonNull<u8>, generation: Gen, state: State) {
+    if let Err(Error::Os(_)) = page::free(ptr.as_ptr(), Access::Handle(generation)) {
+        let _ = page::set_held(ptr.as_ptr(), state, Access::Handle(generation));
+    }
+}
+
+impl Page {
+    fn access(&self) -> Access {
+        Access::Handle(self.generation)
+    }
+}
+
+impl<F: Signature> Code<F> {
+    fn access(&self) -> Access {
+        Access::Handle(self.generation)
     }
 }
 
 impl Drop for Page {
     fn drop(&mut self) {
-        drop_handle(self.ptr, State::Writable);
+        drop_handle(self.ptr, self.generation, State::Writable);
     }
 }
 
@@ -263,6 +281,8 @@ impl From<SealError> for Error {
 pub struct Code<F: Signature> {
     ptr: NonNull<u8>,
     len: usize,
+    /// The registry generation of the page this handle owns (see `page::Access`).
+    generation: Gen,
     sig: PhantomData<F>,
 }
 
@@ -334,7 +354,8 @@ impl<F: Signature> Code<F> {
     /// Syscalls: `munmap`.
     ///
     /// # Errors
-    /// [`Error::Os`] if the kernel refuses the `munmap` (only a seccomp policy can);
+    /// [`Error::Os`] if the kernel refuses the `munmap` (a seccomp policy, or the
+    /// `vm.max_map_count` limit when the unmap splits a kernel mapping);
     /// the code is then still mapped, registered and callable, and comes back with the
     /// error.
     ///
@@ -346,7 +367,7 @@ impl<F: Signature> Code<F> {
     /// # Ok::<(), wildx::Error>(())
     /// ```
     pub fn free(self) -> Result<(), (Error, Code<F>)> {
-        match page::free(self.as_ptr(), Access::Handle) {
+        match page::free(self.as_ptr(), self.access()) {
             Ok(()) => {
                 core::mem::forget(self);
                 Ok(())
@@ -360,8 +381,8 @@ impl<F: Signature> Code<F> {
     #[must_use]
     pub fn into_raw(self) -> NonNull<u8> {
         let ptr = self.ptr;
-        // Cannot fail: this handle holds a live EXECUTABLE page.
-        let _ = page::set_held(ptr.as_ptr(), State::Executable, false);
+        // Fails only if the page was unmapped behind wildx's back (then nothing changes).
+        let _ = page::set_held(ptr.as_ptr(), State::Executable, self.access());
         core::mem::forget(self);
         ptr
     }
@@ -375,15 +396,15 @@ impl<F: Signature> Code<F> {
     /// [`Error::Null`], [`Error::NotRegistered`], [`Error::WrongState`] if the page is not
     /// sealed, [`Error::HeldByHandle`] if another handle owns it.
     pub unsafe fn from_raw(ptr: *mut u8) -> Result<Code<F>, Error> {
-        let slot = page::set_held(ptr, State::Executable, true)?;
+        let slot = page::set_held(ptr, State::Executable, Access::Raw)?;
         let ptr = NonNull::new(ptr).ok_or(Error::Null)?;
-        Ok(Code { ptr, len: slot.len(), sig: PhantomData })
+        Ok(Code { ptr, len: slot.len(), generation: slot.generation(), sig: PhantomData })
     }
 }
 
 impl<F: Signature> Drop for Code<F> {
     fn drop(&mut self) {
-        drop_handle(self.ptr, State::Executable);
+        drop_handle(self.ptr, self.generation, State::Executable);
     }
 }
 

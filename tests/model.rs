@@ -142,7 +142,8 @@ fn seed() -> u64 {
         return seed;
     }
     let mut bytes = [0u8; 8];
-    wildx::sys::getrandom(&mut bytes).expect("getrandom");
+    // SAFETY: getrandom writes at most 8 bytes into `bytes`.
+    assert_eq!(unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), 8, 0) }, 8, "getrandom");
     u64::from_le_bytes(bytes)
 }
 

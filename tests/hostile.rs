@@ -1,0 +1,243 @@
+//! Hostile environments: a process that is not quiet and default. Each case runs in a
+//! child process (a personality, a signal disposition, a redirected stderr or a
+//! scheduling policy must not reach the other tests), and every child that could hang
+//! without the fix under test runs under a deadline.
+//!
+//! `unsafe` is needed for the libc calls that set such a process up (`personality`,
+//! `pipe2`, `dup2`, `munmap` behind wildx's back, ...).
+
+#![allow(unsafe_code)]
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{describe, is_child, run_in_child};
+use wildx::{Error, Page, State};
+
+/// Runs test `name` in a child (as [`common::child_output`]) but kills it if it is not
+/// done after `deadline`, so a hang fails the test instead of hanging the suite.
+/// Returns the output and whether the deadline killed it.
+fn child_with_deadline(name: &str, deadline: Duration) -> (Output, bool) {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(common::CHILD_ENV, name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut killed = false;
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            killed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child.wait_with_output().unwrap(), killed)
+}
+
+// ---------------------------------------------------------------------------------------
+// READ_IMPLIES_EXEC
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn read_implies_exec_is_refused() {
+    run_in_child("read_implies_exec_is_refused", || {
+        let sealed = wildx::jit::compile_add_i32();
+        let writable = wildx::raw::alloc(64);
+        // SAFETY: 0xffffffff only queries the personality.
+        let persona = unsafe { libc::personality(0xffff_ffff) };
+        // SAFETY: changes how this (child) process maps memory from now on; nothing else.
+        assert_ne!(unsafe { libc::personality((persona | libc::READ_IMPLIES_EXEC) as libc::c_ulong) }, -1);
+        // The personality bites: a plain R|W mapping made now is executable.
+        // SAFETY: a fresh anonymous mapping at an address the kernel picks.
+        let probe = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert!(common::Maps::read().perms_of(probe as usize, 4096).unwrap().exec, "READ_IMPLIES_EXEC is on");
+        // SAFETY: our own probe, unmapped once.
+        unsafe { libc::munmap(probe, 4096) };
+
+        let before = wildx::stats();
+        assert!(wildx::raw::alloc(64).is_null());
+        assert_eq!(Page::new(64).unwrap_err(), Error::ReadImpliesExec);
+        assert!(wildx::jit::compile_add_i32().is_null());
+        let after = wildx::stats();
+        assert_eq!((after.live_pages, after.allocs), (before.live_pages, before.allocs), "no page mapped");
+        assert_eq!(after.refusals, before.refusals + 3);
+        assert_eq!(
+            Error::ReadImpliesExec.to_string(),
+            "the READ_IMPLIES_EXEC personality would make writable pages executable"
+        );
+        // Pages mapped before the change keep working: seal, call, free.
+        assert_eq!(wildx::jit::install_add_i32(writable), 0);
+        assert_eq!(wildx::raw::seal(writable), 0);
+        // SAFETY: both pages hold the sealed add.
+        assert_eq!(unsafe { wildx::jit::call_i32_i32(writable, 40, 2) + wildx::jit::call_i32_i32(sealed, 0, 0) }, 42);
+        assert_eq!(wildx::raw::free(writable) + wildx::raw::free(sealed), 0);
+        // Back to the default personality: allocation works again.
+        // SAFETY: restores the personality read above.
+        unsafe { libc::personality(persona as libc::c_ulong) };
+        let add = wildx::jit::compile_add().unwrap();
+        assert_eq!(add.call((40, 2)), 42);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// A stale typed handle
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn stale_handle_never_acts_on_a_later_page_at_its_address() {
+    run_in_child("stale_handle_never_acts_on_a_later_page_at_its_address", || {
+        let stale = Page::new(64).unwrap();
+        let addr = stale.as_ptr();
+        // SAFETY: the attack under test: unmap a wildx page behind wildx's back. The
+        // handle is never used to touch the bytes again.
+        assert_eq!(unsafe { libc::munmap(addr as *mut libc::c_void, 4096) }, 0);
+        // The kernel hands the address out again (it usually does at once); keep every
+        // page until one lands there, as a typed page and then as a raw one.
+        let mut others = Vec::new();
+        let fresh = loop {
+            let page = Page::new(64).unwrap();
+            if page.as_ptr() == addr {
+                break page;
+            }
+            others.push(page);
+            assert!(others.len() < 10_000, "the kernel never reused {addr:p}");
+        };
+        // The stale handle's drop is refused: the fresh page stays live and owned.
+        drop(stale);
+        let info = wildx::inspect(addr).expect("the fresh page is still registered");
+        assert!(info.held_by_handle && info.state == State::Writable);
+        let mut fresh = fresh;
+        wildx::jit::install_add(&mut fresh).unwrap();
+        // SAFETY: the page holds the add.
+        let add = unsafe { fresh.seal::<wildx::jit::AddI32>() }.unwrap();
+        assert_eq!(add.call((40, 2)), 42);
+        let before = wildx::stats();
+        drop(add);
+        assert_eq!(wildx::stats().frees, before.frees + 1, "the owner's own drop frees it");
+        assert_eq!(wildx::raw::state(addr), None);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// The abort path
+// ---------------------------------------------------------------------------------------
+
+/// How a child sets up its stderr before aborting.
+#[derive(Clone, Copy)]
+enum Stderr {
+    /// A pipe whose buffer is full and whose reader never reads.
+    FullPipe,
+    /// A pipe whose read end is closed.
+    BrokenPipe,
+    /// fd 2 closed.
+    Closed,
+}
+
+fn redirect_stderr(how: Stderr) {
+    let mut fds = [0; 2];
+    match how {
+        Stderr::FullPipe => {
+            // SAFETY: pipe2 writes two descriptors into `fds`; the writes go to our own
+            // pipe from a live buffer; fcntl and dup2 only change descriptors we own.
+            unsafe {
+                assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK), 0);
+                let chunk = [b'x'; 4096];
+                while libc::write(fds[1], chunk.as_ptr().cast(), chunk.len()) > 0 {}
+                assert_eq!(libc::fcntl(fds[1], libc::F_SETFL, 0), 0, "blocking again");
+                assert_eq!(libc::dup2(fds[1], 2), 2);
+                // fds[0] stays open and unread: the pipe stays full, not broken.
+            }
+        }
+        Stderr::BrokenPipe => {
+            // SAFETY: as above; SIGPIPE back to its default (the Rust runtime ignores it,
+            // a C program does not), so a write to the broken pipe would kill us by it.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+                libc::close(fds[0]);
+                assert_eq!(libc::dup2(fds[1], 2), 2);
+            }
+        }
+        Stderr::Closed => {
+            // SAFETY: closes our own stderr.
+            unsafe { libc::close(2) };
+        }
+    }
+}
+
+fn abort_under(name: &str, how: Stderr, abort: fn()) {
+    if is_child(name) {
+        redirect_stderr(how);
+        abort();
+        println!("the abort path returned");
+        return;
+    }
+    let (out, killed) = child_with_deadline(name, Duration::from_secs(20));
+    assert!(!killed, "{name}: the abort path blocked\n{}", describe(&out));
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{name}: {:?}\n{}", out.status, describe(&out));
+}
+
+fn rt_abort() {
+    wildx::rt::abort_with_message(b"wildx-test: aborting\n");
+}
+
+#[test]
+fn abort_with_a_full_stderr_pipe() {
+    abort_under("abort_with_a_full_stderr_pipe", Stderr::FullPipe, rt_abort);
+}
+
+#[test]
+fn abort_with_a_broken_stderr_pipe() {
+    abort_under("abort_with_a_broken_stderr_pipe", Stderr::BrokenPipe, rt_abort);
+}
+
+#[test]
+fn abort_with_stderr_closed() {
+    abort_under("abort_with_stderr_closed", Stderr::Closed, rt_abort);
+}
+
+#[cfg(feature = "verify-on-call")]
+mod tampered {
+    use super::*;
+
+    /// A sealed add, tampered through /proc/self/mem, then called.
+    fn tampered_call() {
+        let f = wildx::jit::compile_add_i32();
+        common::poke(f.wrapping_add(2), &[0x29]);
+        // SAFETY: none needed: the call must abort before the bytes run.
+        let r = unsafe { wildx::jit::call_i32_i32(f, 7, 35) };
+        println!("tampered code ran and returned {r}");
+    }
+
+    #[test]
+    fn tampered_call_with_a_full_stderr_pipe() {
+        abort_under("tampered::tampered_call_with_a_full_stderr_pipe", Stderr::FullPipe, tampered_call);
+    }
+
+    #[test]
+    fn tampered_call_with_a_broken_stderr_pipe() {
+        abort_under("tampered::tampered_call_with_a_broken_stderr_pipe", Stderr::BrokenPipe, tampered_call);
+    }
+
+    #[test]
+    fn tampered_call_with_stderr_closed() {
+        abort_under("tampered::tampered_call_with_stderr_closed", Stderr::Closed, tampered_call);
+    }
+}
