@@ -29,8 +29,10 @@ use core::slice;
 
 use crate::error::Error;
 use crate::hash::fnv1a64;
+use crate::lock::SPIN_ROUNDS;
 use crate::registry::{self, ALLOCS, FREES, Gen, REFUSALS, REGISTRY, Reserve, SEALS, Slot, State};
 use crate::sys::{self, PROT_EXEC, PROT_READ, PROT_WRITE};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Who is asking: the raw surface may not touch a page a typed handle owns, and a
 /// handle may touch only the page it owns (its generation: not a later page the kernel
@@ -127,14 +129,46 @@ fn lookup(reg: &registry::Registry, addr: usize, access: Access) -> Result<Slot,
     }
 }
 
-/// Waits a little before looking at a BUSY page again: it is busy for one syscall or
-/// one hash, so spin briefly, then let the busy thread have the CPU.
-fn back_off(rounds: &mut u32) {
+/// Bumped (after the registry lock is released) whenever a page stops being BUSY:
+/// sealed, kept after a refusal, or freed. Threads waiting for a busy page sleep on it.
+static BUSY_ENDED: AtomicU32 = AtomicU32::new(0);
+/// How many threads sleep (or are about to) on [`BUSY_ENDED`]; the wake syscall is
+/// issued only when this is non-zero.
+static BUSY_SLEEPERS: AtomicU32 = AtomicU32::new(0);
+
+/// Wakes the threads waiting for some page to stop being BUSY. Called after the
+/// registry lock that cleared a busy mark (or removed a busy entry) is released.
+fn busy_ended() {
+    // SeqCst: the handshake with `sleep_until_busy_ends` (bump, then read the sleepers;
+    // they count themselves, then read the counter).
+    BUSY_ENDED.fetch_add(1, Ordering::SeqCst);
+    if BUSY_SLEEPERS.load(Ordering::SeqCst) != 0 {
+        sys::futex_wake(&BUSY_ENDED, i32::MAX as u32);
+    }
+}
+
+/// Sleeps until a busy mark ends somewhere, if `still_busy` (run after announcing the
+/// sleep) says the awaited condition still holds. A busy mark set under the registry
+/// lock and cleared under it is seen by `still_busy` or wakes us.
+pub(crate) fn sleep_until_busy_ends(still_busy: impl FnOnce() -> bool) {
+    // SeqCst throughout: see `busy_ended`.
+    BUSY_SLEEPERS.fetch_add(1, Ordering::SeqCst);
+    let seen = BUSY_ENDED.load(Ordering::SeqCst);
+    if still_busy() {
+        sys::futex_wait(&BUSY_ENDED, seen);
+    }
+    BUSY_SLEEPERS.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Waits before looking at the BUSY page at `addr` again: it is busy for one syscall or
+/// one hash, so spin briefly, then sleep until some busy mark ends (never a bare
+/// `sched_yield`, which does not let a preempted lower-priority holder run).
+fn back_off(addr: usize, rounds: &mut u32) {
     *rounds += 1;
-    if *rounds < 64 {
+    if *rounds < SPIN_ROUNDS {
         core::hint::spin_loop();
     } else {
-        sys::sched_yield();
+        sleep_until_busy_ends(|| REGISTRY.read().get(addr).is_some_and(|slot| slot.busy()));
     }
 }
 
@@ -153,7 +187,7 @@ fn with_idle_page<T>(
             return f(&mut reg, slot);
         }
         drop(reg);
-        back_off(&mut rounds);
+        back_off(addr, &mut rounds);
     }
 }
 
@@ -168,7 +202,7 @@ fn with_idle_page_read<T>(addr: usize, access: Access, f: impl FnOnce(Slot) -> R
             return f(slot);
         }
         drop(reg);
-        back_off(&mut rounds);
+        back_off(addr, &mut rounds);
     }
 }
 
@@ -242,7 +276,7 @@ fn alloc_inner(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> 
         // The kernel handed out the address of a page whose free has unmapped it but not
         // yet removed its entry; that free only needs the lock back.
         drop(reg);
-        back_off(&mut rounds);
+        back_off(addr, &mut rounds);
         reg = REGISTRY.write();
     }
     // Cannot fail: `reserve` made room in the table for this entry.
@@ -278,7 +312,7 @@ fn seal_inner(ptr: *const u8, access: Access) -> Result<u64, Error> {
     // invalidate a Rust reference because no handle can be writing (see above).
     let protected = unsafe { sys::mprotect(start, slot.mapped_len(), prot) };
     let mut reg = REGISTRY.write();
-    match protected {
+    let result = match protected {
         Ok(()) => {
             reg.mark_sealed(addr, hash);
             Ok(hash)
@@ -288,7 +322,10 @@ fn seal_inner(ptr: *const u8, access: Access) -> Result<u64, Error> {
             reg.set_busy(addr, false);
             Err(Error::Os(errno))
         }
-    }
+    };
+    drop(reg);
+    busy_ended();
+    result
 }
 
 /// Unmaps a WRITABLE or EXECUTABLE page and removes its entry.
@@ -310,7 +347,7 @@ fn free_inner(ptr: *const u8, access: Access) -> Result<(), Error> {
     // it up by calling free, and BUSY keeps every other thread off it.
     let unmapped = unsafe { sys::munmap(start, slot.mapped_len()) };
     let mut reg = REGISTRY.write();
-    match unmapped {
+    let result = match unmapped {
         Ok(()) => {
             // Only now does the entry go: until here, an alloc that got this address
             // back from the kernel waits (see `alloc_inner`).
@@ -322,7 +359,10 @@ fn free_inner(ptr: *const u8, access: Access) -> Result<(), Error> {
             reg.set_busy(addr, false);
             Err(Error::Os(errno))
         }
-    }
+    };
+    drop(reg);
+    busy_ended();
+    result
 }
 
 /// Copies `bytes` to `offset` in a WRITABLE page. Syscalls: none.

@@ -224,6 +224,8 @@ pub(crate) struct Registry {
     quota: usize,
     /// The generation the next insert takes.
     next_generation: Gen,
+    /// Pages marked BUSY (a seal or free under way outside the lock).
+    busy_pages: usize,
 }
 
 /// The registry lock's reader counters (all zero: `.bss`).
@@ -239,6 +241,7 @@ pub(crate) static REGISTRY: ShardedRwLock<Registry> = ShardedRwLock::new(
         peak_bytes: 0,
         quota: DEFAULT_QUOTA,
         next_generation: 0,
+        busy_pages: 0,
     },
     &REGISTRY_READERS,
 );
@@ -304,6 +307,9 @@ impl Registry {
     /// idle again.
     pub(crate) fn set_busy(&mut self, addr: usize, busy: bool) {
         if let Some(slot) = self.map.get_mut(&addr) {
+            if slot.busy() != busy {
+                if busy { self.busy_pages += 1 } else { self.busy_pages -= 1 }
+            }
             *slot = slot.with_busy(busy);
         }
     }
@@ -311,8 +317,16 @@ impl Registry {
     /// Marks a registered writable page executable with its seal hash (and idle).
     pub(crate) fn mark_sealed(&mut self, addr: usize, hash: u64) {
         if let Some(slot) = self.map.get_mut(&addr) {
+            if slot.busy() {
+                self.busy_pages -= 1;
+            }
             *slot = slot.sealed(hash);
         }
+    }
+
+    /// How many pages are BUSY right now.
+    pub(crate) fn busy_pages(&self) -> usize {
+        self.busy_pages
     }
 
     /// Records whether a typed handle owns the page at `addr`.
@@ -326,6 +340,9 @@ impl Registry {
     pub(crate) fn remove(&mut self, addr: usize) {
         if let Some(slot) = self.map.remove(&addr) {
             self.live_bytes -= slot.mapped_len();
+            if slot.busy() {
+                self.busy_pages -= 1;
+            }
         }
     }
 

@@ -330,12 +330,6 @@ pub fn abort() -> ! {
     exit_group(128 + SIGABRT)
 }
 
-/// Gives up the CPU to another runnable thread (`sched_yield`). Cannot fail on Linux.
-pub fn sched_yield() {
-    // SAFETY: sched_yield takes no arguments and touches no memory.
-    let _ = unsafe { syscalls::syscall0(Sysno::sched_yield) };
-}
-
 /// The calling process's personality flags (`personality(0xffffffff)`, a query that
 /// changes nothing).
 pub fn personality() -> u32 {
@@ -411,15 +405,12 @@ const PIPE_BUF: usize = 4096;
 
 /// `FUTEX_WAIT_PRIVATE` and `FUTEX_WAKE_PRIVATE`: the word is private to this process
 /// (cheaper; wildx's locks are never shared across processes).
-#[allow(dead_code)] // the lock's futex waits use it next
 const FUTEX_WAIT_PRIVATE: usize = 128;
-#[allow(dead_code)] // the lock's futex waits use it next
 const FUTEX_WAKE_PRIVATE: usize = 128 | 1;
 
 /// Sleeps while `*word == expected` (`futex(word, FUTEX_WAIT_PRIVATE, expected)`), until
 /// a [`futex_wake`] on `word`, a signal, or a spurious wake-up. Returns at once if the
 /// word already differs. Callers re-check their condition in a loop.
-#[allow(dead_code)] // the lock's futex waits use it next
 pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32) {
     // SAFETY: the kernel reads the 4-byte aligned word the reference points to (live for
     // the call); the timeout pointer is null (wait without a deadline).
@@ -427,10 +418,12 @@ pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32) {
         unsafe { syscalls::syscall4(Sysno::futex, word.as_ptr() as usize, FUTEX_WAIT_PRIVATE, expected as usize, 0) };
 }
 
-/// Wakes up to `count` threads sleeping in [`futex_wait`] on `word`.
-#[allow(dead_code)] // the lock's futex waits use it next
+/// Wakes up to `count` threads sleeping in [`futex_wait`] on `word`. The kernel reads
+/// `count` as an `int`: pass at most `i32::MAX` (a larger value wraps negative and wakes
+/// one thread only); "all" is `i32::MAX`.
 pub fn futex_wake(word: &core::sync::atomic::AtomicU32, count: u32) {
     // SAFETY: the kernel only uses the word's address as a key; no memory is written.
+    let count = count.min(i32::MAX as u32);
     let _ = unsafe { syscalls::syscall3(Sysno::futex, word.as_ptr() as usize, FUTEX_WAKE_PRIVATE, count as usize) };
 }
 

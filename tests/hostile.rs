@@ -42,6 +42,14 @@ fn child_with_deadline(name: &str, deadline: Duration) -> (Output, bool) {
     (child.wait_with_output().unwrap(), killed)
 }
 
+/// Asserts the child finished in time and passed.
+fn assert_passed_in_time(name: &str, deadline: Duration) -> Output {
+    let (out, killed) = child_with_deadline(name, deadline);
+    assert!(!killed, "{name}: still running after {deadline:?}, killed\n{}", describe(&out));
+    common::assert_child_passed(name, &out);
+    out
+}
+
 // ---------------------------------------------------------------------------------------
 // READ_IMPLIES_EXEC
 // ---------------------------------------------------------------------------------------
@@ -240,4 +248,87 @@ mod tampered {
     fn tampered_call_with_stderr_closed() {
         abort_under("tampered::tampered_call_with_stderr_closed", Stderr::Closed, tampered_call);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Bounded spinning
+// ---------------------------------------------------------------------------------------
+
+/// Pins the calling thread (and the threads it creates afterwards) to CPU 0.
+fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set), 0);
+    }
+}
+
+/// Makes the calling thread SCHED_FIFO priority 1 (needs CAP_SYS_NICE or RLIMIT_RTPRIO).
+fn become_fifo() {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: sets the calling thread's policy from a live sched_param.
+    let r = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    assert_eq!(r, 0, "SCHED_FIFO needs CAP_SYS_NICE or RLIMIT_RTPRIO");
+}
+
+/// A SCHED_FIFO thread verifies a page while another thread, preempted by it on the only
+/// CPU, is sealing that page (BUSY while it hashes 4 MiB). A waiter that only spins
+/// (or yields, which never lets a lower-priority thread run) would wait for the
+/// kernel's RT throttling, about a second; the verify must sleep, let the seal finish,
+/// and succeed. The same in the other direction: an alloc (registry writer) from the
+/// FIFO thread while the preempted one holds the registry read lock for a long verify.
+#[test]
+fn fifo_waiters_behind_a_preempted_seal_or_verify_sleep() {
+    const NAME: &str = "fifo_waiters_behind_a_preempted_seal_or_verify_sleep";
+    if !is_child(NAME) {
+        assert_passed_in_time(NAME, Duration::from_secs(30));
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    const LEN: usize = 4 << 20;
+    static GO: AtomicBool = AtomicBool::new(false);
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    pin_to_cpu0();
+    for case in ["verify behind a seal", "alloc behind a verify"] {
+        GO.store(false, SeqCst);
+        let page = wildx::raw::alloc(LEN);
+        assert!(!page.is_null());
+        if case == "alloc behind a verify" {
+            assert_eq!(wildx::raw::seal(page), 0);
+        }
+        PAGE.store(page as usize, SeqCst);
+        let waiter = std::thread::spawn(move || {
+            become_fifo();
+            while !GO.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Let the other thread get well inside its hash, then preempt it.
+            std::thread::sleep(Duration::from_millis(3));
+            let start = Instant::now();
+            let p = PAGE.load(SeqCst) as *mut u8;
+            let ok = if case == "verify behind a seal" {
+                wildx::raw::verify(p) == 0
+            } else {
+                let q = wildx::raw::alloc(1);
+                !q.is_null() && wildx::raw::free(q) == 0
+            };
+            (ok, start.elapsed())
+        });
+        let start = Instant::now();
+        GO.store(true, SeqCst);
+        if case == "verify behind a seal" {
+            assert_eq!(wildx::raw::seal(page), 0);
+        } else {
+            assert_eq!(wildx::raw::verify(page), 0);
+        }
+        let busy = start.elapsed();
+        let (ok, waited) = waiter.join().unwrap();
+        println!("{case}: the operation took {busy:?}, the FIFO waiter waited {waited:?}");
+        assert!(ok, "{case}: the waiter's call failed");
+        assert!(busy > Duration::from_millis(6), "{case}: the page must take longer to hash than the waiter sleeps");
+        assert!(waited < Duration::from_millis(500), "{case}: the FIFO waiter waited {waited:?}");
+        assert_eq!(wildx::raw::free(page), 0);
+    }
+    println!("{}{NAME}", common::CHILD_DONE);
 }
