@@ -108,6 +108,17 @@ size_t wildx_quota(void);
 /* Writes a snapshot of the accounting to *out; does nothing if `out` is NULL. */
 void wildx_stats(struct wildx_stats *out);
 
+/* fork() while other threads use wildx: register these once, before forking,
+ *     pthread_atfork(wildx_atfork_prepare, wildx_atfork_parent, wildx_atfork_child);
+ * prepare waits for seals and frees under way and holds the registry; parent releases
+ * it; child resets it, so the child can use wildx at once. Without them, a child forked
+ * while another thread is inside wildx may wait forever in its first wildx call (a
+ * child that only calls execve or _exit is unaffected). Each hook does nothing unless
+ * called in its place in a fork that wildx_atfork_prepare started. */
+void wildx_atfork_prepare(void);
+void wildx_atfork_parent(void);
+void wildx_atfork_child(void);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

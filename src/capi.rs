@@ -129,3 +129,25 @@ pub unsafe extern "C" fn wildx_stats(out: *mut WildxStats) {
     // one `WildxStats`; `write` does not read or drop the old contents.
     unsafe { out.write(stats) };
 }
+
+/// `void wildx_atfork_prepare(void)`: [`crate::atfork_prepare`], for `pthread_atfork`.
+/// Waits for seals and frees under way, then holds the registry until the parent or
+/// child hook.
+#[unsafe(no_mangle)]
+pub extern "C" fn wildx_atfork_prepare() {
+    crate::atfork_prepare()
+}
+
+/// `void wildx_atfork_parent(void)`: [`crate::atfork_parent`]; releases the registry in
+/// the parent.
+#[unsafe(no_mangle)]
+pub extern "C" fn wildx_atfork_parent() {
+    crate::atfork_parent()
+}
+
+/// `void wildx_atfork_child(void)`: [`crate::atfork_child`]; resets the registry's locks
+/// in the child, which can then use wildx at once.
+#[unsafe(no_mangle)]
+pub extern "C" fn wildx_atfork_child() {
+    crate::atfork_child()
+}

@@ -65,19 +65,42 @@ pub fn compile_add_i32() -> *mut u8 {
     page
 }
 
+/// Takes the orphan list's lock and keeps it (the `fork` prepare hook).
+pub(crate) fn orphans_lock_for_fork() {
+    core::mem::forget(orphans::HEAD.lock());
+}
+
+/// Releases the lock [`orphans_lock_for_fork`] took.
+///
+/// # Safety
+/// The calling thread ran `orphans_lock_for_fork` and has not released it since.
+pub(crate) unsafe fn orphans_unlock_after_fork() {
+    // SAFETY: locked by this thread with its guard forgotten (see # Safety).
+    unsafe { orphans::HEAD.unlock_unguarded() };
+}
+
+/// Resets the orphan list's lock in the child of a `fork`.
+///
+/// # Safety
+/// Only the calling thread exists and it holds no guard of the lock.
+pub(crate) unsafe fn orphans_reset_in_child() {
+    // SAFETY: see # Safety.
+    unsafe { orphans::HEAD.reset_in_child() };
+}
+
 /// Pages [`compile_add_i32`] could neither seal nor free, so that none is lost: an
 /// intrusive list threaded through the pages' own bytes (at [`orphans::LINK`], after the
-/// code), guarded by a spin lock held for two pointer moves.
+/// code), guarded by a lock held for two pointer moves.
 mod orphans {
     /// Where in an orphan page the pointer to the next one is kept.
     pub(super) const LINK: usize = 16;
 
     /// The first orphan, or null.
-    struct Head(*mut u8);
+    pub(super) struct Head(*mut u8);
     // SAFETY: the pointer is only an address handed between threads under the lock.
     unsafe impl Send for Head {}
 
-    static HEAD: spin::Mutex<Head> = spin::Mutex::new(Head(core::ptr::null_mut()));
+    pub(super) static HEAD: crate::lock::Mutex<Head> = crate::lock::Mutex::new(Head(core::ptr::null_mut()));
 
     /// Adds `page` to the list.
     ///

@@ -16,6 +16,7 @@ pub mod rt;
 pub mod capi;
 
 mod error;
+mod fork;
 mod global;
 mod hash;
 pub mod jit;
@@ -26,6 +27,7 @@ mod registry;
 mod typed;
 
 pub use error::Error;
+pub use fork::{atfork_child, atfork_parent, atfork_prepare};
 pub use global::MmapAlloc;
 pub use hash::fnv1a64;
 pub use page::{PageInfo, Stats, inspect, quota, set_quota, stats};

@@ -166,14 +166,13 @@ impl<T> ShardedRwLock<T> {
             // the caller re-checks with SeqCst in `try_read`.
             match self.writing.load(Ordering::Relaxed) {
                 IDLE => return,
-                WRITING => {
+                WRITING
                     if self
                         .writing
                         .compare_exchange(WRITING, WRITING_WITH_SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_err()
-                    {
-                        continue;
-                    }
+                        .is_err() =>
+                {
+                    continue;
                 }
                 _ => {}
             }
@@ -215,21 +214,16 @@ impl<T> ShardedRwLock<T> {
         }
     }
 
-    /// Takes the write lock and keeps it held without a guard (for the `fork` hooks:
-    /// one hook locks, another unlocks).
-    pub(crate) fn lock_exclusive_unguarded(&self) {
-        core::mem::forget(self.write());
-    }
-
-    /// Releases a write lock taken by [`ShardedRwLock::lock_exclusive_unguarded`].
+    /// Releases a write lock whose guard was forgotten (`core::mem::forget`; the `fork`
+    /// hooks lock in one function and unlock in another).
     ///
     /// # Safety
-    /// The calling thread took the lock with `lock_exclusive_unguarded` and no guard
-    /// refers to it.
+    /// The calling thread took the lock with [`ShardedRwLock::write`] and forgot the
+    /// guard; no guard refers to it.
     pub(crate) unsafe fn unlock_exclusive_unguarded(&self) {
         self.end_write();
-        // SAFETY: the writer mutex was locked by `lock_exclusive_unguarded`, whose guard
-        // was forgotten (see # Safety).
+        // SAFETY: the writer mutex was locked by `write`, whose guard (holding the
+        // mutex guard) was forgotten (see # Safety).
         unsafe { self.writer.unlock_unguarded() };
     }
 
@@ -353,6 +347,7 @@ impl<T> Mutex<T> {
 
     /// Locks if nobody holds the mutex; never waits.
     #[inline]
+    #[cfg_attr(not(test), allow(dead_code))] // for the arena's signal-safe paths
     pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         // Acquire: as in `lock`.
         self.state

@@ -160,6 +160,14 @@ pub(crate) fn sleep_until_busy_ends(still_busy: impl FnOnce() -> bool) {
     BUSY_SLEEPERS.fetch_sub(1, Ordering::SeqCst);
 }
 
+/// Forgets the sleepers copied from the parent by `fork` (they do not exist in the
+/// child; a stale count only costs spurious wake syscalls, but the count should be
+/// true).
+pub(crate) fn reset_sleepers_in_child() {
+    // Relaxed: the child has one thread.
+    BUSY_SLEEPERS.store(0, Ordering::Relaxed);
+}
+
 /// Waits before looking at the BUSY page at `addr` again: it is busy for one syscall or
 /// one hash, so spin briefly, then sleep until some busy mark ends (never a bare
 /// `sched_yield`, which does not let a preempted lower-priority holder run).

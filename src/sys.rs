@@ -422,8 +422,8 @@ pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32) {
 /// `count` as an `int`: pass at most `i32::MAX` (a larger value wraps negative and wakes
 /// one thread only); "all" is `i32::MAX`.
 pub fn futex_wake(word: &core::sync::atomic::AtomicU32, count: u32) {
-    // SAFETY: the kernel only uses the word's address as a key; no memory is written.
     let count = count.min(i32::MAX as u32);
+    // SAFETY: the kernel only uses the word's address as a key; no memory is written.
     let _ = unsafe { syscalls::syscall3(Sysno::futex, word.as_ptr() as usize, FUTEX_WAKE_PRIVATE, count as usize) };
 }
 

@@ -332,3 +332,91 @@ fn fifo_waiters_behind_a_preempted_seal_or_verify_sleep() {
     }
     println!("{}{NAME}", common::CHILD_DONE);
 }
+
+// ---------------------------------------------------------------------------------------
+// fork
+// ---------------------------------------------------------------------------------------
+
+/// 200 forks while two threads allocate, seal, call, verify and free pages as fast as
+/// they can. With the atfork hooks registered, every child allocates, seals, calls and
+/// frees a page and exits 0 within its deadline (without them some children hang: the
+/// fork copies a reader count, a held lock or a BUSY mark of a thread that does not
+/// exist in the child).
+#[test]
+fn two_hundred_forks_while_two_threads_cycle_pages() {
+    const NAME: &str = "two_hundred_forks_while_two_threads_cycle_pages";
+    if !is_child(NAME) {
+        assert_passed_in_time(NAME, Duration::from_secs(120));
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let (prepare, parent, child) = (wildx::atfork_prepare, wildx::atfork_parent, wildx::atfork_child);
+    // SAFETY: registers three functions that take and return nothing; wildx's hooks.
+    let registered = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    assert_eq!(registered, 0);
+    let cyclers: Vec<_> = (0..2)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !STOP.load(Relaxed) {
+                    if i == 0 {
+                        let f = wildx::jit::compile_add_i32();
+                        assert_eq!(wildx::raw::verify(f), 0);
+                        // SAFETY: f is a sealed add, freed only after the call.
+                        assert_eq!(unsafe { wildx::jit::call_i32_i32(f, 40, 2) }, 42);
+                        assert_eq!(wildx::jit::free(f), 0);
+                    } else {
+                        let add = wildx::jit::compile_add().unwrap();
+                        assert_eq!(add.call((40, 2)), 42);
+                        assert!(add.verify().is_ok());
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut hung = 0;
+    for round in 0..200 {
+        // SAFETY: the child runs only wildx calls and _exit (no allocation, no locks of
+        // the Rust runtime), which is what a forked child of a threaded process may do.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let f = wildx::jit::compile_add_i32();
+            // SAFETY: f is null (checked first) or a sealed add.
+            let ok = !f.is_null() && unsafe { wildx::jit::call_i32_i32(f, 40, 2) } == 42 && wildx::jit::free(f) == 0;
+            // SAFETY: ends the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let start = Instant::now();
+        let mut status = 0;
+        loop {
+            // SAFETY: waits for our own child; writes one int.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                // SAFETY: kills and reaps our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                hung += 1;
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 || hung > 0,
+            "child {round}: status {status:#x}"
+        );
+    }
+    STOP.store(true, Relaxed);
+    let cycles: u64 = cyclers.into_iter().map(|t| t.join().unwrap()).sum();
+    println!("200 forks, {hung} children hung, {cycles} page cycles by the two threads meanwhile");
+    assert_eq!(hung, 0, "children hung");
+    println!("{}{NAME}", common::CHILD_DONE);
+}
