@@ -64,6 +64,10 @@ pub enum Error {
     /// maps every readable page executable: a writable page would be `rwx`, so wildx
     /// maps none. Nothing changed.
     ReadImpliesExec,
+    /// A [`crate::signal_safe`] query found the registry locked for writing, or the page
+    /// in the middle of a seal or free, and did not wait (the holder may be the very code
+    /// the signal handler interrupted). Nothing was looked at; ask again later.
+    WouldBlock,
 }
 
 impl fmt::Display for Error {
@@ -91,6 +95,7 @@ impl fmt::Display for Error {
                  a hardened kernel) forbids executable memory or this memory operation"
             ),
             Error::Os(errno) => write!(f, "the kernel refused: {errno}"),
+            Error::WouldBlock => f.write_str("the registry is busy and this call does not wait"),
             Error::ReadImpliesExec => {
                 f.write_str("the READ_IMPLIES_EXEC personality would make writable pages executable")
             }

@@ -93,4 +93,6 @@ pub extern "C" fn atfork_child() {
         crate::jit::orphans_reset_in_child();
     }
     page::reset_sleepers_in_child();
+    // A sequence of its own: the child must not place pages where the parent will.
+    crate::placement::reseed();
 }

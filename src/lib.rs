@@ -16,14 +16,18 @@ pub mod rt;
 pub mod capi;
 
 mod error;
+#[allow(dead_code)] // the arena (issue 14) is its user
+mod execmem;
 mod fork;
 mod global;
 mod hash;
 pub mod jit;
 mod lock;
 mod page;
+mod placement;
 pub mod raw;
 mod registry;
+pub mod signal_safe;
 mod typed;
 
 pub use error::Error;

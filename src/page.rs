@@ -30,6 +30,7 @@ use core::slice;
 use crate::error::Error;
 use crate::hash::fnv1a64;
 use crate::lock::SPIN_ROUNDS;
+use crate::placement;
 use crate::registry::{self, ALLOCS, FREES, Gen, REFUSALS, REGISTRY, Reserve, SEALS, Slot, State};
 use crate::sys::{self, PROT_EXEC, PROT_READ, PROT_WRITE};
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -225,7 +226,8 @@ fn expect_state(slot: Slot, expected: State) -> Result<(), Error> {
 /// and registers it, owned by a typed handle if `access` is [`Access::Handle`] (whose
 /// generation is ignored: the page's own is returned).
 ///
-/// Syscalls: `personality` (the `READ_IMPLIES_EXEC` check), `mmap`.
+/// Syscalls: `personality` (the `READ_IMPLIES_EXEC` check), `mmap` (at a randomized
+/// address, see `crate::placement`), `prctl` to name it (until the kernel says it cannot).
 pub(crate) fn alloc(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> {
     tally(alloc_inner(len, access), &ALLOCS)
 }
@@ -258,14 +260,16 @@ fn alloc_inner(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> 
         REGISTRY.write().unreserve(mapped);
         return Err(Error::Os(sys::Errno::ENOMEM));
     }
-    // Map and fill outside the lock: nobody else knows this address yet.
-    let ptr = match sys::mmap_anonymous(mapped, PROT_READ | PROT_WRITE) {
+    // Map and fill outside the lock: nobody else knows this address yet. Placed at a
+    // randomized address and named (see `crate::placement`).
+    let ptr = match placement::map(mapped, PROT_READ | PROT_WRITE) {
         Ok(ptr) => ptr,
         Err(errno) => {
             REGISTRY.write().unreserve(mapped);
             return Err(Error::Os(errno));
         }
     };
+    placement::name(ptr, mapped, placement::PAGE_NAME);
     // SAFETY: `ptr` starts a fresh R|W mapping of `mapped` bytes that only this
     // function knows about.
     unsafe { ptr.as_ptr().write_bytes(0xCC, mapped) };
@@ -415,14 +419,54 @@ pub(crate) fn state(ptr: *const u8) -> Option<State> {
 pub fn inspect(ptr: *const u8) -> Option<PageInfo> {
     let (start, addr) = key(ptr).ok()?;
     let slot = REGISTRY.read().get(addr)?;
-    Some(PageInfo {
+    Some(page_info(start, slot))
+}
+
+fn page_info(start: NonNull<u8>, slot: Slot) -> PageInfo {
+    PageInfo {
         start,
         len: slot.len(),
         mapped_len: slot.mapped_len(),
         state: slot.state(),
         seal_hash: slot.hash(),
         held_by_handle: slot.held(),
-    })
+    }
+}
+
+/// [`inspect`] that never waits: `Err(WouldBlock)` where `inspect` would wait for a
+/// writer. For [`crate::signal_safe::inspect`].
+pub(crate) fn try_inspect(ptr: *const u8) -> Result<Option<PageInfo>, Error> {
+    let Ok((start, addr)) = key(ptr) else { return Ok(None) };
+    try_with_slot(addr, false, |slot| Ok(page_info(start, slot)))
+}
+
+/// [`verify`] that never waits: `Err(WouldBlock)` where `verify` would wait for a
+/// writer or a BUSY page. For [`crate::signal_safe::verify`].
+pub(crate) fn try_verify(ptr: *const u8) -> Result<usize, Error> {
+    let (_, addr) = key(ptr)?;
+    try_with_slot(addr, true, |slot| check_sealed(ptr, slot))?.ok_or(Error::NotRegistered)
+}
+
+/// Runs `f` on the slot of the page at `addr` under the registry read lock, if the lock
+/// can be had at once and the page is not BUSY (when `needs_idle`); never spins, never
+/// sleeps, never waits for another holder: [`Error::WouldBlock`] instead. `Ok(None)` for
+/// an address that is not a live page. For the async-signal-safe queries.
+///
+/// One attempt only: retrying would not help the case it exists for (the holder is the
+/// code the signal interrupted), and each failed attempt touches the lock a waiting
+/// writer is draining; a handler that retried for longer than its timer's period kept
+/// a writer out forever.
+pub(crate) fn try_with_slot<T>(
+    addr: usize,
+    needs_idle: bool,
+    f: impl FnOnce(Slot) -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
+    let reg = REGISTRY.try_read().ok_or(Error::WouldBlock)?;
+    match reg.get(addr) {
+        None => Ok(None),
+        Some(slot) if needs_idle && slot.busy() => Err(Error::WouldBlock),
+        Some(slot) => f(slot).map(Some),
+    }
 }
 
 /// Re-hashes a sealed page's requested bytes and compares with the hash recorded at
@@ -433,17 +477,22 @@ pub(crate) fn verify(ptr: *const u8) -> Result<usize, Error> {
     // mark it busy) while we hash, and lets any number of verifying threads in at once.
     // A busy page is waited for: a seal in progress ends WRITABLE or EXECUTABLE, a free
     // in progress ends with the page gone or kept.
-    with_idle_page_read(addr, Access::Any, |slot| {
-        expect_state(slot, State::Executable)?;
-        // SAFETY: the registry vouches for a live R|X mapping of at least `slot.len()`
-        // bytes, kept mapped by the lock; sealed bytes are read-only, so no Rust code
-        // can be writing them.
-        let now = fnv1a64(unsafe { slice::from_raw_parts(ptr, slot.len()) });
-        match slot.hash() {
-            Some(sealed) if sealed == now => Ok(slot.len()),
-            sealed => Err(Error::IntegrityMismatch { sealed: sealed.unwrap_or(0), now }),
-        }
-    })
+    with_idle_page_read(addr, Access::Any, |slot| check_sealed(ptr, slot))
+}
+
+/// Hashes the sealed page at `ptr` whose (idle) slot is `slot`, under a read lock the
+/// caller holds, and compares with the seal hash.
+fn check_sealed(ptr: *const u8, slot: Slot) -> Result<usize, Error> {
+    expect_state(slot, State::Executable)?;
+    // SAFETY: the registry vouches for a live R|X mapping of at least `slot.len()`
+    // bytes, kept mapped by the read lock the caller holds on an idle page (free must
+    // take the write lock to mark it busy); sealed bytes are read-only, so no Rust code
+    // can be writing them.
+    let now = fnv1a64(unsafe { slice::from_raw_parts(ptr, slot.len()) });
+    match slot.hash() {
+        Some(sealed) if sealed == now => Ok(slot.len()),
+        sealed => Err(Error::IntegrityMismatch { sealed: sealed.unwrap_or(0), now }),
+    }
 }
 
 /// Hands a page to a typed handle (`access` is [`Access::Raw`]: `from_raw`) or back to

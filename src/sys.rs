@@ -33,6 +33,14 @@ pub const PROT_EXEC: u32 = 0x4;
 pub const MAP_PRIVATE: u32 = 0x02;
 /// `MAP_ANONYMOUS`: the mapping is not backed by a file.
 pub const MAP_ANONYMOUS: u32 = 0x20;
+/// `MAP_FIXED_NOREPLACE`: map exactly at the address given, or fail with `EEXIST` if
+/// anything is mapped there (never replace). Kernels before 4.17 ignore it (the address
+/// is then a hint).
+pub const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
+/// `MAP_FIXED`: map exactly at the address given, replacing what is there.
+pub const MAP_FIXED: u32 = 0x10;
+/// `PROT_NONE`: no access.
+pub const PROT_NONE: u32 = 0;
 /// `SIGABRT`, the signal the verify-on-call failure path raises.
 pub const SIGABRT: i32 = 6;
 /// `SIG_BLOCK` for `rt_sigprocmask`.
@@ -70,6 +78,8 @@ impl Errno {
     pub const EFAULT: Errno = Errno(14);
     /// `EINVAL`: invalid argument.
     pub const EINVAL: Errno = Errno(22);
+    /// `EEXIST`: something is already there (`MAP_FIXED_NOREPLACE`).
+    pub const EEXIST: Errno = Errno(17);
 
     /// Wraps a raw, positive errno value.
     pub const fn from_raw(code: i32) -> Errno {
@@ -91,6 +101,7 @@ impl Errno {
             13 => "EACCES",
             14 => "EFAULT",
             22 => "EINVAL",
+            17 => "EEXIST",
             _ => return None,
         })
     }
@@ -161,6 +172,91 @@ pub fn mmap_anonymous(len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
     NonNull::new(addr as *mut u8).ok_or(Errno::ENOMEM)
 }
 
+/// Maps `len` bytes of fresh anonymous private memory with protection `prot` at exactly
+/// `addr` if nothing is mapped anywhere in `[addr, addr + len)`
+/// (`MAP_FIXED_NOREPLACE`), returning where the mapping is. On kernels before 4.17 the
+/// flag is ignored and `addr` is only a hint, so the result may be elsewhere; it is a new
+/// mapping either way, and no existing mapping is ever replaced, so this is safe.
+///
+/// # Errors
+/// `EEXIST` if something is mapped in the range; otherwise as [`mmap_anonymous`]
+/// (including `EINVAL` for W|X).
+pub fn mmap_anonymous_noreplace(addr: usize, len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
+    refuse_wx(prot)?;
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping (EEXIST instead),
+    // and where the kernel does not know it the address is a mere hint; no pointer
+    // argument is dereferenced.
+    let ret = unsafe {
+        syscalls::syscall6(
+            Sysno::mmap,
+            addr,
+            len,
+            prot as usize,
+            (MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE) as usize,
+            usize::MAX, // fd -1
+            0,
+        )
+    };
+    let got = check(ret)?;
+    NonNull::new(got as *mut u8).ok_or(Errno::ENOMEM)
+}
+
+/// Replaces `[addr, addr + len)` by a fresh anonymous private mapping with protection
+/// `prot` (`MAP_FIXED`): whatever was mapped there is gone, its memory freed.
+///
+/// # Safety
+/// `addr` is page-aligned and the range is memory the caller owns and no longer uses
+/// (no reference into it, no thread running code in it).
+///
+/// # Errors
+/// `EINVAL` for W|X (before any syscall) or a misaligned address; `ENOMEM` at the
+/// map-count limit (nothing changed then).
+pub unsafe fn mmap_anonymous_fixed(addr: NonNull<u8>, len: usize, prot: u32) -> Result<(), Errno> {
+    refuse_wx(prot)?;
+    // SAFETY: MAP_FIXED replaces only the caller's own, unused range (see # Safety).
+    let ret = unsafe {
+        syscalls::syscall6(
+            Sysno::mmap,
+            addr.as_ptr() as usize,
+            len,
+            prot as usize,
+            (MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED) as usize,
+            usize::MAX, // fd -1
+            0,
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// `PR_SET_VMA` and its `PR_SET_VMA_ANON_NAME` operation.
+const PR_SET_VMA: usize = 0x5356_4d41;
+const PR_SET_VMA_ANON_NAME: usize = 0;
+
+/// Names the anonymous mappings in `[addr, addr + len)` `name` (NUL-terminated; shown as
+/// `[anon:<name>]` in `/proc/<pid>/maps`). Changes no protection and no content.
+///
+/// # Errors
+/// `EINVAL` on kernels without `CONFIG_ANON_VMA_NAME` (or for a bad name or range),
+/// `ENOMEM` if splitting a mapping would pass the map-count limit.
+pub fn name_anon_mapping(addr: NonNull<u8>, len: usize, name: &'static [u8]) -> Result<(), Errno> {
+    if name.last() != Some(&0) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: the kernel reads the NUL-terminated name (checked above, 'static) and only
+    // relabels mappings in the range; no memory is written.
+    let ret = unsafe {
+        syscalls::syscall5(
+            Sysno::prctl,
+            PR_SET_VMA,
+            PR_SET_VMA_ANON_NAME,
+            addr.as_ptr() as usize,
+            len,
+            name.as_ptr() as usize,
+        )
+    };
+    check(ret).map(drop)
+}
+
 /// Changes the protection of the pages covering `[addr, addr + len)` to `prot`.
 ///
 /// # Safety
@@ -214,7 +310,8 @@ pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
     while !buf.is_empty() {
         match write(fd, buf) {
             Ok(0) => return Err(Errno::EFAULT),
-            Ok(n) => buf = &buf[n..],
+            // `get`, not indexing: no panic path (and no formatting code) in freestanding builds.
+            Ok(n) => buf = buf.get(n..).unwrap_or_default(),
             Err(Errno::EINTR) => {}
             Err(e) => return Err(e),
         }
@@ -228,7 +325,6 @@ pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
 /// # Errors
 /// `EINTR` if a signal arrived, `EAGAIN` before the pool is initialised with
 /// `GRND_NONBLOCK` (not used here).
-#[allow(dead_code)] // the placement of pages uses it next
 pub fn getrandom(buf: &mut [u8]) -> Result<usize, Errno> {
     // SAFETY: the kernel writes at most buf.len() bytes into buf, which the slice owns
     // exclusively.

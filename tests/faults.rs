@@ -483,6 +483,7 @@ fn every_error() -> Vec<(Error, &'static str)> {
         ),
         (Error::Os(Errno::from_raw(75)), "the kernel refused: errno 75"),
         (Error::ReadImpliesExec, "the READ_IMPLIES_EXEC personality would make writable pages executable"),
+        (Error::WouldBlock, "the registry is busy and this call does not wait"),
     ];
     for (e, _) in &all {
         match e {
@@ -497,7 +498,8 @@ fn every_error() -> Vec<(Error, &'static str)> {
             | Error::IntegrityMismatch { .. }
             | Error::RegistryStorage
             | Error::Os(_)
-            | Error::ReadImpliesExec => {}
+            | Error::ReadImpliesExec
+            | Error::WouldBlock => {}
         }
     }
     all
@@ -513,7 +515,7 @@ fn every_error_variant_displays_exactly() {
     }
     // Every variant is there (the match in every_error keeps this honest).
     let variants: std::collections::HashSet<_> = all.iter().map(|(e, _)| std::mem::discriminant(e)).collect();
-    assert_eq!(variants.len(), 12);
+    assert_eq!(variants.len(), 13);
 }
 
 #[test]

@@ -111,6 +111,9 @@ fn read_implies_exec_is_refused() {
 #[test]
 fn stale_handle_never_acts_on_a_later_page_at_its_address() {
     run_in_child("stale_handle_never_acts_on_a_later_page_at_its_address", || {
+        // Placement never hands a freed address out again; make it fall back to the
+        // kernel's choice (which does) by refusing every MAP_FIXED_NOREPLACE mmap.
+        install_filter(&refuse_noreplace_and_name(libc::EEXIST, None));
         let stale = Page::new(64).unwrap();
         let addr = stale.as_ptr();
         // SAFETY: the attack under test: unmap a wildx page behind wildx's back. The
@@ -419,4 +422,235 @@ fn two_hundred_forks_while_two_threads_cycle_pages() {
     println!("200 forks, {hung} children hung, {cycles} page cycles by the two threads meanwhile");
     assert_eq!(hung, 0, "children hung");
     println!("{}{NAME}", common::CHILD_DONE);
+}
+
+// ---------------------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------------------
+
+mod prof {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+    /// The page the handler asks about (the main thread's current one).
+    pub static PAGE: AtomicUsize = AtomicUsize::new(0);
+    pub static ANSWERS: AtomicU64 = AtomicU64::new(0);
+    pub static WOULD_BLOCK: AtomicU64 = AtomicU64::new(0);
+    pub static OTHER: AtomicU64 = AtomicU64::new(0);
+
+    /// The SIGPROF handler: async-signal-safe queries only, counted in atomics.
+    pub extern "C" fn on_prof(_: libc::c_int) {
+        let p = PAGE.load(Relaxed) as *const u8;
+        let counter = match (wildx::signal_safe::inspect(p), wildx::signal_safe::verify(p)) {
+            (Err(wildx::Error::WouldBlock), _) | (_, Err(wildx::Error::WouldBlock)) => &WOULD_BLOCK,
+            (
+                Ok(_),
+                Ok(_) | Err(wildx::Error::Null | wildx::Error::NotRegistered | wildx::Error::WrongState { .. }),
+            ) => &ANSWERS,
+            _ => &OTHER,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+}
+
+/// A SIGPROF timer (`timer_create`, CLOCK_MONOTONIC, delivered to the main thread itself)
+/// fires every 100 us while the main thread runs 1 M wildx operations (alloc + install + seal, verify, inspect, free, in turn) and a second
+/// thread cycles pages (so writers are often pending). The handler asks
+/// `signal_safe::inspect` and `signal_safe::verify` about the main thread's current
+/// page: each answers or says `WouldBlock`, and the child finishes within its deadline
+/// (with `wildx::inspect` in the handler it deadlocks).
+#[test]
+fn sigprof_every_100us_over_a_million_operations() {
+    const NAME: &str = "sigprof_every_100us_over_a_million_operations";
+    if !is_child(NAME) {
+        let out = assert_passed_in_time(NAME, Duration::from_secs(180));
+        println!("{}", String::from_utf8_lossy(&out.stdout));
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let mut timer: libc::timer_t = std::ptr::null_mut();
+    // SAFETY: installs a handler that only makes async-signal-safe calls and touches
+    // atomics; creates and arms a timer that sends SIGPROF to this thread every 100 us.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = prof::on_prof as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        assert_eq!(libc::sigaction(libc::SIGPROF, &action, std::ptr::null_mut()), 0);
+        let mut event: libc::sigevent = std::mem::zeroed();
+        event.sigev_notify = libc::SIGEV_THREAD_ID;
+        event.sigev_signo = libc::SIGPROF;
+        event.sigev_notify_thread_id = libc::gettid();
+        assert_eq!(libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer), 0);
+        let every = libc::timespec { tv_sec: 0, tv_nsec: 100_000 };
+        let spec = libc::itimerspec { it_interval: every, it_value: every };
+        assert_eq!(libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()), 0);
+    }
+    let other = std::thread::spawn(|| {
+        let mut n = 0u64;
+        while !STOP.load(Relaxed) {
+            let f = wildx::jit::compile_add_i32();
+            assert_eq!(wildx::jit::free(f), 0);
+            n += 1;
+        }
+        n
+    });
+    let mut f = std::ptr::null_mut();
+    for op in 0..1_000_000u32 {
+        match op % 4 {
+            0 => {
+                f = wildx::jit::compile_add_i32();
+                assert!(!f.is_null());
+                prof::PAGE.store(f as usize, Relaxed);
+            }
+            1 => assert_eq!(wildx::raw::verify(f), 0),
+            2 => assert!(wildx::inspect(f).is_some()),
+            _ => assert_eq!(wildx::jit::free(f), 0),
+        }
+    }
+    STOP.store(true, Relaxed);
+    let cycles = other.join().unwrap();
+    // SAFETY: deletes the timer created above.
+    unsafe { libc::timer_delete(timer) };
+    let (answers, blocked, other) =
+        (prof::ANSWERS.load(Relaxed), prof::WOULD_BLOCK.load(Relaxed), prof::OTHER.load(Relaxed));
+    println!("SIGPROF: {answers} answers, {blocked} WouldBlock, {other} other; {cycles} cycles on the second thread");
+    assert_eq!(other, 0, "only answers or WouldBlock");
+    assert!(answers + blocked >= 1000, "the timer fired too rarely to mean anything");
+    println!("{}{NAME}", common::CHILD_DONE);
+}
+
+// ---------------------------------------------------------------------------------------
+// Placement and names
+// ---------------------------------------------------------------------------------------
+
+/// A seccomp filter (on the calling thread) that fails `mmap` with `MAP_FIXED_NOREPLACE`
+/// with `noreplace_errno`, and `prctl(PR_SET_VMA, ..)` with `name_errno` (`Some(0)`:
+/// pretend success, `None`: allow).
+fn refuse_noreplace_and_name(noreplace_errno: i32, name_errno: Option<i32>) -> Vec<libc::sock_filter> {
+    let stmt = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
+    let ld = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let jeq = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    let jset = libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    let errno = |e: i32| libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA);
+    let name_action = match name_errno {
+        None => libc::SECCOMP_RET_ALLOW,
+        Some(e) => errno(e),
+    };
+    vec![
+        stmt(ld, 4),                             // 0: arch
+        jump(jeq, 0xc000_003e, 0, 8),            // 1: x86-64, else -> 10 allow
+        stmt(ld, 0),                             // 2: nr
+        jump(jeq, libc::SYS_mmap as u32, 0, 3),  // 3: mmap -> 4, else -> 7
+        stmt(ld, 16 + 8 * 3),                    // 4: flags (low word)
+        jump(jset, 0x10_0000, 0, 4),             // 5: MAP_FIXED_NOREPLACE -> 6, else -> 10
+        stmt(ret, errno(noreplace_errno)),       // 6
+        jump(jeq, libc::SYS_prctl as u32, 0, 2), // 7: prctl -> 8, else -> 10
+        stmt(ld, 16),                            // 8: option (low word)
+        jump(jeq, 0x5356_4d41, 1, 0),            // 9: PR_SET_VMA -> 11, else -> 10
+        stmt(ret, libc::SECCOMP_RET_ALLOW),      // 10
+        stmt(ret, name_action),                  // 11
+    ]
+}
+
+/// Installs `program` as a seccomp filter on the calling thread.
+fn install_filter(program: &[libc::sock_filter]) {
+    let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes no pointers; seccomp copies `prog` and the
+    // program it points to (both live here) before returning.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog), 0);
+    }
+}
+
+/// How often, over `cycles` alloc/free cycles, the next page lands on the address just
+/// freed.
+fn reuse_rate(cycles: u32) -> f64 {
+    let mut last = std::ptr::null_mut();
+    let mut reused = 0u32;
+    for _ in 0..cycles {
+        let p = wildx::raw::alloc(64);
+        assert!(!p.is_null());
+        if p == last {
+            reused += 1;
+        }
+        assert_eq!(wildx::raw::free(p), 0);
+        last = p;
+    }
+    f64::from(reused) / f64::from(cycles)
+}
+
+/// Over 100 000 alloc/free cycles the next page lands on the address just freed in
+/// under 1% of them (measured here: 0). Without placement (every randomized mmap refused
+/// by a filter, so the kernel chooses) it is close to 100%, which shows the measure
+/// bites.
+#[test]
+fn freed_addresses_are_not_handed_straight_back() {
+    run_in_child("freed_addresses_are_not_handed_straight_back", || {
+        let placed = reuse_rate(100_000);
+        println!("reuse with placement: {:.4}%", placed * 100.0);
+        assert!(placed < 0.01, "reuse rate {placed}");
+        install_filter(&refuse_noreplace_and_name(libc::EEXIST, None));
+        let kernel = reuse_rate(1000);
+        println!("reuse with the kernel's choice: {:.1}%", kernel * 100.0);
+        assert!(kernel > 0.5, "the kernel's own reuse rate was expected to be high: {kernel}");
+    });
+}
+
+/// Pages from one region are adjacent and merge: 100 000 live pages take a handful of
+/// kernel mappings, far below `vm.max_map_count`; all of them are gone after the frees.
+#[test]
+fn a_hundred_thousand_live_pages_fit_in_few_mappings() {
+    run_in_child("a_hundred_thousand_live_pages_fit_in_few_mappings", || {
+        wildx::set_quota(1 << 30);
+        let count = || std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+        let before = count();
+        let pages: Vec<*mut u8> = (0..100_000).map(|_| wildx::raw::alloc(64)).collect();
+        assert!(pages.iter().all(|p| !p.is_null()));
+        let during = count();
+        println!("100 000 live pages: {before} -> {during} mappings");
+        assert!(during - before < 100, "{before} -> {during} mappings");
+        for p in pages {
+            assert_eq!(wildx::raw::free(p), 0);
+        }
+        assert!(count() <= before + 2);
+    });
+}
+
+/// Names, as the kernel answers: on a kernel that names anonymous mappings, wildx pages
+/// show `[anon:wildx]`; on one that refuses (this one: EINVAL) pages are made exactly
+/// as before.
+#[test]
+fn mapping_names_as_the_kernel_answers() {
+    run_in_child("mapping_names_as_the_kernel_answers", || {
+        let add = wildx::jit::compile_add().unwrap();
+        assert_eq!(add.call((40, 2)), 42);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let probe = wildx::raw::alloc(1);
+        // SAFETY: names our own page (a fresh R|W page); changes nothing else.
+        let kernel_names = unsafe { libc::prctl(0x5356_4d41, 0, probe as libc::c_ulong, 4096, c"probe".as_ptr()) } == 0;
+        println!("this kernel names anonymous mappings: {kernel_names}");
+        assert_eq!(maps.contains("[anon:wildx]"), kernel_names, "named iff the kernel names");
+        assert_eq!(wildx::raw::free(probe), 0);
+    });
+}
+
+/// Names, with the other answers forced by a filter in a fresh process: success first
+/// (wildx then keeps naming), then ENOMEM and EINVAL (ignored): every page still
+/// allocates, seals, runs and frees, and nothing is W|X.
+#[test]
+fn mapping_names_degrade_quietly() {
+    run_in_child("mapping_names_degrade_quietly", || {
+        for errno in [0, libc::ENOMEM, libc::EINVAL] {
+            install_filter(&refuse_noreplace_and_name(libc::EEXIST, Some(errno)));
+            let add = wildx::jit::compile_add().unwrap();
+            assert_eq!(add.call((40, errno)), 40 + errno, "pages work when naming says {errno}");
+            let p = wildx::raw::alloc(100);
+            assert_eq!(wildx::raw::seal(p), 0);
+            assert_eq!(wildx::raw::free(p), 0);
+        }
+        common::assert_no_wx("after the naming cases");
+    });
 }
