@@ -599,8 +599,9 @@ fn freed_addresses_are_not_handed_straight_back() {
     });
 }
 
-/// Pages from one region are adjacent and merge: 100 000 live pages take a handful of
-/// kernel mappings, far below `vm.max_map_count`; all of them are gone after the frees.
+/// Pages from one placement window are adjacent and merge: 100 000 live pages take a
+/// few hundred kernel mappings (two per 2 MiB window: its anchor and its pages), far
+/// below `vm.max_map_count` (65 530); the pages' mappings are gone after the frees.
 #[test]
 fn a_hundred_thousand_live_pages_fit_in_few_mappings() {
     run_in_child("a_hundred_thousand_live_pages_fit_in_few_mappings", || {
@@ -611,11 +612,14 @@ fn a_hundred_thousand_live_pages_fit_in_few_mappings() {
         assert!(pages.iter().all(|p| !p.is_null()));
         let during = count();
         println!("100 000 live pages: {before} -> {during} mappings");
-        assert!(during - before < 100, "{before} -> {during} mappings");
+        assert!(during - before < 1000, "{before} -> {during} mappings");
         for p in pages {
             assert_eq!(wildx::raw::free(p), 0);
         }
-        assert!(count() <= before + 2);
+        // What stays: one PROT_NONE anchor page per window (no memory).
+        let after = count();
+        println!("after the frees: {after} mappings");
+        assert!(after - before <= (during - before) / 2 + 2, "{before} -> {after} mappings");
     });
 }
 
