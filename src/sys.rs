@@ -508,6 +508,14 @@ const FUTEX_WAKE_PRIVATE: usize = 128 | 1;
 /// a [`futex_wake`] on `word`, a signal, or a spurious wake-up. Returns at once if the
 /// word already differs. Callers re-check their condition in a loop.
 pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32) {
+    // Miri runs no inline assembly: there a wait is a spurious wake-up (every caller
+    // re-checks in a loop), and Miri's scheduler preempts the spinning thread.
+    #[cfg(miri)]
+    {
+        let _ = (word, expected);
+        core::hint::spin_loop();
+    }
+    #[cfg(not(miri))]
     // SAFETY: the kernel reads the 4-byte aligned word the reference points to (live for
     // the call); the timeout pointer is null (wait without a deadline).
     let _ =
@@ -519,6 +527,10 @@ pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32) {
 /// one thread only); "all" is `i32::MAX`.
 pub fn futex_wake(word: &core::sync::atomic::AtomicU32, count: u32) {
     let count = count.min(i32::MAX as u32);
+    // Under Miri waits never sleep (see `futex_wait`), so there is nobody to wake.
+    #[cfg(miri)]
+    let _ = (word, count);
+    #[cfg(not(miri))]
     // SAFETY: the kernel only uses the word's address as a key; no memory is written.
     let _ = unsafe { syscalls::syscall3(Sysno::futex, word.as_ptr() as usize, FUTEX_WAKE_PRIVATE, count as usize) };
 }
