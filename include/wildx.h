@@ -68,6 +68,8 @@ extern "C" {
 #define WILDX_E_ENTRY_ALIVE 17      /* retire: Rust Entry handles on the function live */
 #define WILDX_E_REENTRANT 18        /* an arena used inside its own Rust push_with closure */
 #define WILDX_E_REJECTED 19         /* the validator rejected the code (Rust compile) */
+#define WILDX_E_READ_IMPLIES_EXEC 20 /* READ_IMPLIES_EXEC personality: writable would be rwx */
+#define WILDX_E_WOULD_BLOCK 21      /* the registry was busy; signal-safe calls do not wait */
 
 /* wildx_state() of anything that is not a live wildx page: NULL, foreign, interior
  * or freed. -1, like every other refusal; wildx_state() never returns 0. */
@@ -235,6 +237,17 @@ uint32_t wildx_version(void);
 int32_t npk_wildx_free(void *page);                                 /* wildx_free */
 int32_t npk_jit_install_add_i32(void *page);                        /* wildx_install_add_i32 */
 int32_t npk_jit_call_i32_i32(void *f, int32_t a, int32_t b);        /* wildx_call_i32_i32 */
+
+/* fork() while other threads use wildx: register these once, before forking,
+ *     pthread_atfork(wildx_atfork_prepare, wildx_atfork_parent, wildx_atfork_child);
+ * prepare waits for seals and frees under way and holds the registry; parent releases
+ * it; child resets it, so the child can use wildx at once. Without them, a child forked
+ * while another thread is inside wildx may wait forever in its first wildx call (a
+ * child that only calls execve or _exit is unaffected). Each hook does nothing unless
+ * called in its place in a fork that wildx_atfork_prepare started. */
+void wildx_atfork_prepare(void);
+void wildx_atfork_parent(void);
+void wildx_atfork_child(void);
 
 #ifdef __cplusplus
 } /* extern "C" */

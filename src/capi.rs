@@ -389,6 +389,11 @@ pub const WILDX_E_ENTRY_ALIVE: i32 = 17;
 pub const WILDX_E_REENTRANT: i32 = 18;
 /// The validator rejected the code (Rust `jit::compile`, `Arena::push_checked`).
 pub const WILDX_E_REJECTED: i32 = 19;
+/// The process has the `READ_IMPLIES_EXEC` personality: a writable page would be
+/// executable too, so nothing writable is mapped.
+pub const WILDX_E_READ_IMPLIES_EXEC: i32 = 20;
+/// The registry was busy and the call (a signal-safe query) does not wait.
+pub const WILDX_E_WOULD_BLOCK: i32 = 21;
 
 /// The C code for an [`Error`](crate::Error): the one place where the typed surface's
 /// reasons become the C surface's.
@@ -421,6 +426,8 @@ pub fn error_code(error: crate::Error) -> i32 {
         Error::EntryAlive { .. } => WILDX_E_ENTRY_ALIVE,
         Error::Reentrant => WILDX_E_REENTRANT,
         Error::Rejected(_) => WILDX_E_REJECTED,
+        Error::ReadImpliesExec => WILDX_E_READ_IMPLIES_EXEC,
+        Error::WouldBlock => WILDX_E_WOULD_BLOCK,
     }
 }
 
@@ -453,6 +460,8 @@ pub extern "C" fn wildx_strerror(code: i32) -> *const core::ffi::c_char {
         WILDX_E_ENTRY_ALIVE => c"the arena function has live entries",
         WILDX_E_REENTRANT => c"the arena was used from inside its own push_with closure",
         WILDX_E_REJECTED => c"the validator rejected the code",
+        WILDX_E_READ_IMPLIES_EXEC => c"the READ_IMPLIES_EXEC personality would make writable pages executable",
+        WILDX_E_WOULD_BLOCK => c"the registry is busy and this call does not wait",
         _ => c"unknown wildx error code",
     };
     message.as_ptr()
@@ -489,7 +498,7 @@ pub unsafe extern "C" fn wildx_alloc_ex(size: usize, err: *mut i32) -> *mut u8 {
     let result = crate::page::alloc(size, crate::page::Access::Raw);
     // SAFETY: forwarded from this function's contract.
     unsafe { report(err, result_code(&result)) };
-    result.map_or(core::ptr::null_mut(), |p| p.as_ptr())
+    result.map_or(core::ptr::null_mut(), |(p, _)| p.as_ptr())
 }
 
 /// `int32_t wildx_seal_ex(void *page, int32_t *err)`: [`wildx_seal`], and the reason in
@@ -577,3 +586,25 @@ const VERSION: u32 = {
     }
     parts[0] << 16 | parts[1] << 8 | parts[2]
 };
+
+/// `void wildx_atfork_prepare(void)`: [`crate::atfork_prepare`], for `pthread_atfork`.
+/// Waits for seals and frees under way, then holds the registry until the parent or
+/// child hook.
+#[unsafe(no_mangle)]
+pub extern "C" fn wildx_atfork_prepare() {
+    crate::atfork_prepare()
+}
+
+/// `void wildx_atfork_parent(void)`: [`crate::atfork_parent`]; releases the registry in
+/// the parent.
+#[unsafe(no_mangle)]
+pub extern "C" fn wildx_atfork_parent() {
+    crate::atfork_parent()
+}
+
+/// `void wildx_atfork_child(void)`: [`crate::atfork_child`]; resets the registry's locks
+/// in the child, which can then use wildx at once.
+#[unsafe(no_mangle)]
+pub extern "C" fn wildx_atfork_child() {
+    crate::atfork_child()
+}

@@ -99,6 +99,14 @@ pub enum Error {
     /// The validator rejected the code (`jit::compile`, feature `validate`): where, and
     /// which rule.
     Rejected(Violation),
+    /// The process runs with the `READ_IMPLIES_EXEC` personality, under which the kernel
+    /// maps every readable page executable: a writable page would be `rwx`, so wildx
+    /// maps none. Nothing changed.
+    ReadImpliesExec,
+    /// A [`crate::signal_safe`] query found the registry locked for writing, or the page
+    /// in the middle of a seal or free, and did not wait (the holder may be the very code
+    /// the signal handler interrupted). Nothing was looked at; ask again later.
+    WouldBlock,
 }
 
 impl fmt::Display for Error {
@@ -134,6 +142,10 @@ impl fmt::Display for Error {
             Error::EntryAlive { entries } => write!(f, "function has {entries} live entries"),
             Error::Reentrant => f.write_str("arena used from inside its own push_with closure"),
             Error::Rejected(violation) => write!(f, "{violation}"),
+            Error::WouldBlock => f.write_str("the registry is busy and this call does not wait"),
+            Error::ReadImpliesExec => {
+                f.write_str("the READ_IMPLIES_EXEC personality would make writable pages executable")
+            }
         }
     }
 }

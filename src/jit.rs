@@ -35,20 +35,100 @@ pub type AddI32 = extern "sysv64" fn(i32, i32) -> i32;
 /// Allocates a 64-byte page, writes [`ADD_I32`] and seals it. Syscalls: `mmap`,
 /// `mprotect`, and `munmap` on failure.
 ///
-/// Returns the sealed page, or null with nothing left mapped or registered if any step
-/// fails (quota, `mmap`, `PROT_EXEC` refused). It never returns a page it has freed.
+/// Returns the sealed page, or null if any step fails (quota, `mmap`, `PROT_EXEC`
+/// refused, the map-count limit). It never returns a page it has
+/// freed.
+///
+/// On failure nothing is left mapped, except in one case: at the `vm.max_map_count`
+/// limit the kernel can refuse the `munmap` of the page whose seal it just refused (both
+/// split a kernel mapping). That page is then kept, registered and counted in
+/// [`crate::stats`], on a list of pages this function owns, and the next call seals and
+/// returns it (or frees it) before mapping anything new; no page is ever left that
+/// nobody can name.
 #[must_use]
 pub fn compile_add_i32() -> *mut u8 {
-    let page = crate::raw::alloc(ADD_PAGE_LEN);
+    let page = match orphans::pop() {
+        Some(page) => page,
+        None => crate::raw::alloc(ADD_PAGE_LEN),
+    };
     if page.is_null() {
         return page;
     }
     if install_add_i32(page) != 0 || crate::raw::seal(page) != 0 {
-        // Cannot be refused: the page is ours, live and not held by a handle.
-        let _ = crate::raw::free(page);
+        if crate::raw::free(page) != 0 {
+            // SAFETY: `page` is a live WRITABLE page of ADD_PAGE_LEN bytes that this
+            // function allocated (or took off the list) and nobody else has been given.
+            unsafe { orphans::push(page) };
+        }
         return core::ptr::null_mut();
     }
     page
+}
+
+/// Takes the orphan list's lock and keeps it (the `fork` prepare hook).
+pub(crate) fn orphans_lock_for_fork() {
+    core::mem::forget(orphans::HEAD.lock());
+}
+
+/// Releases the lock [`orphans_lock_for_fork`] took.
+///
+/// # Safety
+/// The calling thread ran `orphans_lock_for_fork` and has not released it since.
+pub(crate) unsafe fn orphans_unlock_after_fork() {
+    // SAFETY: locked by this thread with its guard forgotten (see # Safety).
+    unsafe { orphans::HEAD.unlock_unguarded() };
+}
+
+/// Resets the orphan list's lock in the child of a `fork`.
+///
+/// # Safety
+/// Only the calling thread exists and it holds no guard of the lock.
+pub(crate) unsafe fn orphans_reset_in_child() {
+    // SAFETY: see # Safety.
+    unsafe { orphans::HEAD.reset_in_child() };
+}
+
+/// Pages [`compile_add_i32`] could neither seal nor free, so that none is lost: an
+/// intrusive list threaded through the pages' own bytes (at [`orphans::LINK`], after the
+/// code), guarded by a lock held for two pointer moves.
+mod orphans {
+    /// Where in an orphan page the pointer to the next one is kept.
+    pub(super) const LINK: usize = 16;
+
+    /// The first orphan, or null.
+    pub(super) struct Head(*mut u8);
+    // SAFETY: the pointer is only an address handed between threads under the lock.
+    unsafe impl Send for Head {}
+
+    pub(super) static HEAD: crate::lock::Mutex<Head> = crate::lock::Mutex::new(Head(core::ptr::null_mut()));
+
+    /// Adds `page` to the list.
+    ///
+    /// # Safety
+    /// `page` must be a live, registered, WRITABLE page of at least `LINK + 8` bytes,
+    /// owned by the caller and given up by it.
+    pub(super) unsafe fn push(page: *mut u8) {
+        let mut head = HEAD.lock();
+        // SAFETY: the page is writable and holds LINK + 8 bytes (see # Safety).
+        unsafe { page.add(LINK).cast::<*mut u8>().write_unaligned(head.0) };
+        head.0 = page;
+    }
+
+    /// Takes a page off the list, restoring its link bytes to int3.
+    pub(super) fn pop() -> Option<*mut u8> {
+        let mut head = HEAD.lock();
+        let page = head.0;
+        if page.is_null() {
+            return None;
+        }
+        // SAFETY: every page on the list is live, WRITABLE and owned by the list (see
+        // `push`); the lock makes this thread the only one touching it.
+        unsafe {
+            head.0 = page.add(LINK).cast::<*mut u8>().read_unaligned();
+            page.add(LINK).write_bytes(0xCC, 8);
+        }
+        Some(page)
+    }
 }
 
 /// Writes [`ADD_I32`] at the start of a WRITABLE page. Syscalls: none.

@@ -7,21 +7,29 @@ compile_error!(
      x86-64 machine code"
 );
 
-pub mod sys;
+mod sys;
+
+/// The narrow runtime path for freestanding programs: exit, stderr, abort.
+pub mod rt;
 
 #[cfg(feature = "capi")]
 pub mod capi;
 
 pub mod arena;
 mod error;
+#[allow(dead_code)] // the arena (issue 14) is its user
+mod execmem;
+mod fork;
 mod global;
 mod hash;
 pub mod jit;
 mod lock;
 mod page;
+mod placement;
 pub mod profiling;
 pub mod raw;
 mod registry;
+pub mod signal_safe;
 mod typed;
 pub mod validate;
 
@@ -49,9 +57,10 @@ pub use arena::CheckedFn;
 pub use arena::{Arena, Entry, FnId};
 
 pub use error::Error;
+pub use fork::{atfork_child, atfork_parent, atfork_prepare};
 pub use global::MmapAlloc;
 pub use hash::fnv1a64;
 pub use page::{PageInfo, Stats, inspect, quota, set_quota, stats};
 pub use registry::{DEFAULT_QUOTA, State};
-pub use sys::Errno;
+pub use sys::{Errno, PAGE_SIZE};
 pub use typed::{Code, FnRef, FreeError, Page, SafeSignature, SealError, Signature};

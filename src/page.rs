@@ -29,16 +29,23 @@ use core::slice;
 
 use crate::error::Error;
 use crate::hash::fnv1a64;
-use crate::registry::{self, ALLOCS, FREES, REFUSALS, REGISTRY, SEALS, Slot, State};
+use crate::lock::SPIN_ROUNDS;
+use crate::placement;
+use crate::registry::{self, ALLOCS, FREES, Gen, REFUSALS, REGISTRY, Reserve, SEALS, Slot, State};
 use crate::sys::{self, PROT_EXEC, PROT_READ, PROT_WRITE};
+use core::sync::atomic::{AtomicU32, Ordering};
 
-/// Who is asking: the raw surface may not touch a page a typed handle owns.
+/// Who is asking: the raw surface may not touch a page a typed handle owns, and a
+/// handle may touch only the page it owns (its generation: not a later page the kernel
+/// put at the same address after its own was unmapped behind wildx's back).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Access {
     /// The raw or C surface, or `jit` helpers on raw pointers.
     Raw,
-    /// The typed handle that owns the page.
-    Handle,
+    /// The typed handle that owns the page, with the generation it was given.
+    Handle(Gen),
+    /// A query that does not act for an owner (verify).
+    Any,
 }
 
 /// What the registry knows about one live page.
@@ -134,20 +141,62 @@ fn lookup(reg: &registry::Registry, addr: usize, access: Access) -> Result<Slot,
         // Inside an arena: its functions belong to the arena, not to the raw surface.
         return Err(if reg.arena_containing(addr).is_some() { Error::HeldByHandle } else { Error::NotRegistered });
     };
-    if access == Access::Raw && slot.held() {
-        return Err(Error::HeldByHandle);
+    match access {
+        Access::Raw if slot.held() => Err(Error::HeldByHandle),
+        // A stale handle: its page is gone and this is someone else's.
+        Access::Handle(generation) if !slot.held() || slot.generation() != generation => Err(Error::NotRegistered),
+        _ => Ok(slot),
     }
-    Ok(slot)
 }
 
-/// Waits a little before looking at a BUSY page again: it is busy for one syscall or
-/// one hash, so spin briefly, then let the busy thread have the CPU.
-fn back_off(rounds: &mut u32) {
+/// Bumped (after the registry lock is released) whenever a page stops being BUSY:
+/// sealed, kept after a refusal, or freed. Threads waiting for a busy page sleep on it.
+static BUSY_ENDED: AtomicU32 = AtomicU32::new(0);
+/// How many threads sleep (or are about to) on [`BUSY_ENDED`]; the wake syscall is
+/// issued only when this is non-zero.
+static BUSY_SLEEPERS: AtomicU32 = AtomicU32::new(0);
+
+/// Wakes the threads waiting for some page to stop being BUSY. Called after the
+/// registry lock that cleared a busy mark (or removed a busy entry) is released.
+pub(crate) fn busy_ended() {
+    // SeqCst: the handshake with `sleep_until_busy_ends` (bump, then read the sleepers;
+    // they count themselves, then read the counter).
+    BUSY_ENDED.fetch_add(1, Ordering::SeqCst);
+    if BUSY_SLEEPERS.load(Ordering::SeqCst) != 0 {
+        sys::futex_wake(&BUSY_ENDED, i32::MAX as u32);
+    }
+}
+
+/// Sleeps until a busy mark ends somewhere, if `still_busy` (run after announcing the
+/// sleep) says the awaited condition still holds. A busy mark set under the registry
+/// lock and cleared under it is seen by `still_busy` or wakes us.
+pub(crate) fn sleep_until_busy_ends(still_busy: impl FnOnce() -> bool) {
+    // SeqCst throughout: see `busy_ended`.
+    BUSY_SLEEPERS.fetch_add(1, Ordering::SeqCst);
+    let seen = BUSY_ENDED.load(Ordering::SeqCst);
+    if still_busy() {
+        sys::futex_wait(&BUSY_ENDED, seen);
+    }
+    BUSY_SLEEPERS.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Forgets the sleepers copied from the parent by `fork` (they do not exist in the
+/// child; a stale count only costs spurious wake syscalls, but the count should be
+/// true).
+pub(crate) fn reset_sleepers_in_child() {
+    // Relaxed: the child has one thread.
+    BUSY_SLEEPERS.store(0, Ordering::Relaxed);
+}
+
+/// Waits before looking at the BUSY page at `addr` again: it is busy for one syscall or
+/// one hash, so spin briefly, then sleep until some busy mark ends (never a bare
+/// `sched_yield`, which does not let a preempted lower-priority holder run).
+fn back_off(addr: usize, rounds: &mut u32) {
     *rounds += 1;
-    if *rounds < 64 {
+    if *rounds < SPIN_ROUNDS {
         core::hint::spin_loop();
     } else {
-        sys::sched_yield();
+        sleep_until_busy_ends(|| REGISTRY.read().get(addr).is_some_and(|slot| slot.busy()));
     }
 }
 
@@ -166,7 +215,7 @@ fn with_idle_page<T>(
             return f(&mut reg, slot);
         }
         drop(reg);
-        back_off(&mut rounds);
+        back_off(addr, &mut rounds);
     }
 }
 
@@ -181,7 +230,7 @@ fn with_idle_page_read<T>(addr: usize, access: Access, f: impl FnOnce(Slot) -> R
             return f(slot);
         }
         drop(reg);
-        back_off(&mut rounds);
+        back_off(addr, &mut rounds);
     }
 }
 
@@ -193,33 +242,53 @@ fn expect_state(slot: Slot, expected: State) -> Result<(), Error> {
 }
 
 /// Maps a fresh WRITABLE page of `len` bytes (whole pages, `R|W`, filled with `0xCC`)
-/// and registers it, owned by a typed handle if `access` is [`Access::Handle`].
+/// and registers it, owned by a typed handle if `access` is [`Access::Handle`] (whose
+/// generation is ignored: the page's own is returned).
 ///
-/// Syscalls: `mmap`, and `munmap` if the registry cannot grow.
-pub(crate) fn alloc(len: usize, access: Access) -> Result<NonNull<u8>, Error> {
+/// Syscalls: `personality` (the `READ_IMPLIES_EXEC` check), `mmap` (at a randomized
+/// address, see `crate::placement`), `prctl` to name it (until the kernel says it cannot).
+pub(crate) fn alloc(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> {
     tally(alloc_inner(len, access), &ALLOCS)
 }
 
-fn alloc_inner(len: usize, access: Access) -> Result<NonNull<u8>, Error> {
+fn alloc_inner(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> {
     if len == 0 {
         return Err(Error::ZeroLength);
     }
     let mapped = registry::checked_round_to_pages(len).ok_or(Error::LengthOverflow)?;
+    // Under READ_IMPLIES_EXEC the kernel adds PROT_EXEC to every readable mapping: a
+    // WRITABLE page would be rwx. Checked on every allocation, since the personality can
+    // change at any time.
+    if sys::read_implies_exec() {
+        return Err(Error::ReadImpliesExec);
+    }
     {
         let mut reg = REGISTRY.write();
-        if !reg.reserve(mapped) {
-            let (live, quota) = (reg.live_bytes() + reg.reserved(), reg.quota());
-            return Err(Error::QuotaExceeded { requested: mapped, live, quota });
+        match reg.reserve(mapped) {
+            Ok(()) => {}
+            Err(Reserve::Quota) => {
+                let (live, quota) = (reg.live_bytes() + reg.reserved(), reg.quota());
+                return Err(Error::QuotaExceeded { requested: mapped, live, quota });
+            }
+            // Refused before anything is mapped: there is nothing to undo.
+            Err(Reserve::Storage) => return Err(Error::RegistryStorage),
         }
     }
-    // Map and fill outside the lock: nobody else knows this address yet.
-    let ptr = match sys::mmap_anonymous(mapped, PROT_READ | PROT_WRITE) {
+    if mapped > registry::MAX_PAGE_LEN {
+        // No address space holds it anyway; the registry's length field cannot either.
+        REGISTRY.write().unreserve(mapped);
+        return Err(Error::Os(sys::Errno::ENOMEM));
+    }
+    // Map and fill outside the lock: nobody else knows this address yet. Placed at a
+    // randomized address and named (see `crate::placement`).
+    let ptr = match placement::map(mapped, PROT_READ | PROT_WRITE) {
         Ok(ptr) => ptr,
         Err(errno) => {
             REGISTRY.write().unreserve(mapped);
             return Err(Error::Os(errno));
         }
     };
+    placement::name(ptr, mapped, placement::PAGE_NAME);
     // SAFETY: `ptr` starts a fresh R|W mapping of `mapped` bytes that only this
     // function knows about.
     unsafe { ptr.as_ptr().write_bytes(0xCC, mapped) };
@@ -230,26 +299,20 @@ fn alloc_inner(len: usize, access: Access) -> Result<NonNull<u8>, Error> {
         if !stale.busy() {
             // An entry for an address the kernel just handed out, with no free under way:
             // someone unmapped a wildx page behind wildx's back (e.g. with libc). Its
-            // mapping is gone, so its entry goes too.
+            // mapping is gone, so its entry goes too; a handle still holding it has the
+            // old generation and can no longer act on this address.
             reg.remove(addr);
             break;
         }
         // The kernel handed out the address of a page whose free has unmapped it but not
         // yet removed its entry; that free only needs the lock back.
         drop(reg);
-        back_off(&mut rounds);
+        back_off(addr, &mut rounds);
         reg = REGISTRY.write();
     }
-    if reg.insert(addr, len, access == Access::Handle).is_err() {
-        reg.unreserve(mapped);
-        drop(reg);
-        // SAFETY: the mapping was never registered or handed out; it is ours to drop.
-        // If even this munmap is refused (a seccomp policy), the bytes stay mapped but
-        // unreachable; there is nothing better to do with them.
-        let _ = unsafe { sys::munmap(ptr, mapped) };
-        return Err(Error::RegistryStorage);
-    }
-    Ok(ptr)
+    // Cannot fail: `reserve` made room in the table for this entry.
+    let generation = reg.insert(addr, len, matches!(access, Access::Handle(_)));
+    Ok((ptr, generation))
 }
 
 /// Seals a WRITABLE page: hashes its requested bytes, `mprotect`s it `R|X`, records the
@@ -289,7 +352,7 @@ fn seal_inner(ptr: *const u8, access: Access, name: Option<&str>) -> Result<u64,
         crate::profiling::page_sealed(unsafe { slice::from_raw_parts(ptr, slot.len()) }, name);
     }
     let mut reg = REGISTRY.write();
-    match protected {
+    let result = match protected {
         Ok(()) => {
             reg.mark_sealed(addr, hash);
             Ok(hash)
@@ -299,7 +362,10 @@ fn seal_inner(ptr: *const u8, access: Access, name: Option<&str>) -> Result<u64,
             reg.set_busy(addr, false);
             Err(Error::Os(errno))
         }
-    }
+    };
+    drop(reg);
+    busy_ended();
+    result
 }
 
 /// Unmaps a WRITABLE or EXECUTABLE page and removes its entry.
@@ -326,7 +392,7 @@ fn free_inner(ptr: *const u8, access: Access) -> Result<(), Error> {
         crate::profiling::page_freed(ptr, slot.mapped_len());
     }
     let mut reg = REGISTRY.write();
-    match unmapped {
+    let result = match unmapped {
         Ok(()) => {
             // Only now does the entry go: until here, an alloc that got this address
             // back from the kernel waits (see `alloc_inner`).
@@ -338,7 +404,10 @@ fn free_inner(ptr: *const u8, access: Access) -> Result<(), Error> {
             reg.set_busy(addr, false);
             Err(Error::Os(errno))
         }
-    }
+    };
+    drop(reg);
+    busy_ended();
+    result
 }
 
 /// Copies `bytes` to `offset` in a WRITABLE page. Syscalls: none.
@@ -385,14 +454,54 @@ pub fn inspect(ptr: *const u8) -> Option<PageInfo> {
     let Some(slot) = REGISTRY.read().get(addr) else {
         return crate::arena::inspect(addr).flatten();
     };
-    Some(PageInfo {
+    Some(page_info(start, slot))
+}
+
+fn page_info(start: NonNull<u8>, slot: Slot) -> PageInfo {
+    PageInfo {
         start,
         len: slot.len(),
         mapped_len: slot.mapped_len(),
         state: slot.state(),
         seal_hash: slot.hash(),
         held_by_handle: slot.held(),
-    })
+    }
+}
+
+/// [`inspect`] that never waits: `Err(WouldBlock)` where `inspect` would wait for a
+/// writer. For [`crate::signal_safe::inspect`].
+pub(crate) fn try_inspect(ptr: *const u8) -> Result<Option<PageInfo>, Error> {
+    let Ok((start, addr)) = key(ptr) else { return Ok(None) };
+    try_with_slot(addr, false, |slot| Ok(page_info(start, slot)))
+}
+
+/// [`verify`] that never waits: `Err(WouldBlock)` where `verify` would wait for a
+/// writer or a BUSY page. For [`crate::signal_safe::verify`].
+pub(crate) fn try_verify(ptr: *const u8) -> Result<usize, Error> {
+    let (_, addr) = key(ptr)?;
+    try_with_slot(addr, true, |slot| check_sealed(ptr, slot))?.ok_or(Error::NotRegistered)
+}
+
+/// Runs `f` on the slot of the page at `addr` under the registry read lock, if the lock
+/// can be had at once and the page is not BUSY (when `needs_idle`); never spins, never
+/// sleeps, never waits for another holder: [`Error::WouldBlock`] instead. `Ok(None)` for
+/// an address that is not a live page. For the async-signal-safe queries.
+///
+/// One attempt only: retrying would not help the case it exists for (the holder is the
+/// code the signal interrupted), and each failed attempt touches the lock a waiting
+/// writer is draining; a handler that retried for longer than its timer's period kept
+/// a writer out forever.
+pub(crate) fn try_with_slot<T>(
+    addr: usize,
+    needs_idle: bool,
+    f: impl FnOnce(Slot) -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
+    let reg = REGISTRY.try_read().ok_or(Error::WouldBlock)?;
+    match reg.get(addr) {
+        None => Ok(None),
+        Some(slot) if needs_idle && slot.busy() => Err(Error::WouldBlock),
+        Some(slot) => f(slot).map(Some),
+    }
 }
 
 /// Re-hashes a sealed page's requested bytes and compares with the hash recorded at
@@ -406,30 +515,35 @@ pub(crate) fn verify(ptr: *const u8) -> Result<usize, Error> {
     // mark it busy) while we hash, and lets any number of verifying threads in at once.
     // A busy page is waited for: a seal in progress ends WRITABLE or EXECUTABLE, a free
     // in progress ends with the page gone or kept.
-    with_idle_page_read(addr, Access::Handle, |slot| {
-        expect_state(slot, State::Executable)?;
-        // SAFETY: the registry vouches for a live R|X mapping of at least `slot.len()`
-        // bytes, kept mapped by the lock; sealed bytes are read-only, so no Rust code
-        // can be writing them.
-        let now = fnv1a64(unsafe { slice::from_raw_parts(ptr, slot.len()) });
-        match slot.hash() {
-            Some(sealed) if sealed == now => Ok(slot.len()),
-            sealed => Err(Error::IntegrityMismatch { sealed: sealed.unwrap_or(0), now }),
-        }
-    })
+    with_idle_page_read(addr, Access::Any, |slot| check_sealed(ptr, slot))
 }
 
-/// Hands a page to a typed handle (`held = true`, `from_raw`) or back to raw pointers
-/// (`held = false`, `into_raw`). Taking a page that is already held, or is not in
-/// `expected` state, is refused.
-pub(crate) fn set_held(ptr: *const u8, expected: State, held: bool) -> Result<Slot, Error> {
-    refused(set_held_inner(ptr, expected, held))
+/// Hashes the sealed page at `ptr` whose (idle) slot is `slot`, under a read lock the
+/// caller holds, and compares with the seal hash.
+fn check_sealed(ptr: *const u8, slot: Slot) -> Result<usize, Error> {
+    expect_state(slot, State::Executable)?;
+    // SAFETY: the registry vouches for a live R|X mapping of at least `slot.len()`
+    // bytes, kept mapped by the read lock the caller holds on an idle page (free must
+    // take the write lock to mark it busy); sealed bytes are read-only, so no Rust code
+    // can be writing them.
+    let now = fnv1a64(unsafe { slice::from_raw_parts(ptr, slot.len()) });
+    match slot.hash() {
+        Some(sealed) if sealed == now => Ok(slot.len()),
+        sealed => Err(Error::IntegrityMismatch { sealed: sealed.unwrap_or(0), now }),
+    }
 }
 
-fn set_held_inner(ptr: *const u8, expected: State, held: bool) -> Result<Slot, Error> {
+/// Hands a page to a typed handle (`access` is [`Access::Raw`]: `from_raw`) or back to
+/// raw pointers (`access` is the handle's [`Access::Handle`]: `into_raw`). Taking a page
+/// that is already held, or is not in `expected` state, is refused.
+pub(crate) fn set_held(ptr: *const u8, expected: State, access: Access) -> Result<Slot, Error> {
+    refused(set_held_inner(ptr, expected, access))
+}
+
+fn set_held_inner(ptr: *const u8, expected: State, access: Access) -> Result<Slot, Error> {
     let (_, addr) = key(ptr)?;
     // Taking ownership needs a page nobody holds; giving it back is done by its holder.
-    let access = if held { Access::Raw } else { Access::Handle };
+    let held = access == Access::Raw;
     with_idle_page(addr, access, |reg, slot| {
         expect_state(slot, expected)?;
         reg.set_held(addr, held);
@@ -464,8 +578,9 @@ pub(crate) fn call_refused(ptr: *const u8, len: usize, error: Error) -> ! {
         }
         _ => writeln!(line, "wildx: refusing call into {ptr:p}: not a live wildx page (freed or foreign)"),
     };
-    let _ = sys::write_all(sys::STDERR, &line.buf[..line.len]);
-    sys::abort()
+    // Never blocks and never turns into SIGPIPE: a full, broken or closed stderr loses
+    // the line, and the process still dies by SIGABRT.
+    crate::rt::abort_with_message(&line.buf[..line.len])
 }
 
 /// A fixed buffer that `write!` can fill without allocating; truncates when full.

@@ -34,7 +34,7 @@ fn code<T>(result: Result<T, crate::Error>) -> i32 {
 /// refused `mmap`, or a registry that cannot grow.
 #[must_use]
 pub fn alloc(size: usize) -> *mut u8 {
-    page::alloc(size, Access::Raw).map_or(core::ptr::null_mut(), |p| p.as_ptr())
+    page::alloc(size, Access::Raw).map_or(core::ptr::null_mut(), |(p, _)| p.as_ptr())
 }
 
 /// Seals a WRITABLE page: records the FNV-1a 64 hash of its requested bytes, then
@@ -54,7 +54,8 @@ pub fn seal(page: *mut u8) -> i32 {
 ///
 /// Returns 0, or -1 touching no memory for a double free, a foreign, interior or null
 /// pointer, or a page owned by a typed handle. If the kernel refuses the `munmap`
-/// (only a seccomp policy can), -1 and the page stays registered and usable.
+/// (a seccomp policy, or the
+/// `vm.max_map_count` limit), -1 and the page stays registered and usable.
 ///
 /// No other thread may be calling into the page while it is freed.
 #[must_use]

@@ -44,11 +44,18 @@ pub enum State {
 /// What the registry keeps per live mapping: 16 bytes, so a hashbrown slot with its
 /// 8-byte key and 1 control byte costs 25 bytes.
 ///
-/// `meta` packs the requested length (shifted left by 3; lengths of real mappings are
-/// below 2^57, the largest x86-64 address space) with three flags: bit 0 is set once
-/// sealed, bit 1 while a typed handle ([`crate::Page`] or [`crate::Code`]) owns the page,
-/// bit 2 while one thread is sealing or freeing the page outside the registry lock
-/// (nobody else may act on it then; see `crate::page`).
+/// `meta` packs three flags (bits 0-2), the requested length (bits 3-47: a page holds
+/// at most [`MAX_PAGE_LEN`] bytes, 32 TiB, more than a 47-bit address space can map
+/// twice over) and the entry's generation (bits 48-63). Flag bit 0 is set once sealed,
+/// bit 1 while a typed handle ([`crate::Page`] or [`crate::Code`]) owns the page, bit 2
+/// while one thread is sealing or freeing the page outside the registry lock (nobody
+/// else may act on it then; see `crate::page`).
+///
+/// The generation tells two occupants of one address apart: every insert takes the next
+/// value of a 16-bit counter, and a typed handle remembers the generation of its page,
+/// so a handle whose page was unmapped behind wildx's back never frees or seals the page
+/// the kernel later put at the same address (unless exactly a multiple of 65 536 pages
+/// were registered in between).
 /// The mapped length is the requested length rounded up to whole pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Slot {
@@ -60,14 +67,28 @@ const SEALED: u64 = 1;
 const HELD: u64 = 2;
 const BUSY: u64 = 4;
 const FLAG_BITS: u32 = 3;
+const LEN_BITS: u32 = 45;
+const GEN_SHIFT: u32 = FLAG_BITS + LEN_BITS;
+
+/// The most bytes one page may hold: 32 TiB (the length field of [`Slot`]).
+pub(crate) const MAX_PAGE_LEN: usize = 1 << LEN_BITS;
+
+/// An entry's generation: which occupant of an address it is.
+pub(crate) type Gen = u16;
 
 impl Slot {
-    pub(crate) const fn writable(len: usize) -> Slot {
-        Slot { meta: (len as u64) << FLAG_BITS, hash: 0 }
+    /// A WRITABLE page of `len` bytes (`len < MAX_PAGE_LEN`) of generation `generation`.
+    pub(crate) const fn writable(len: usize, generation: Gen) -> Slot {
+        Slot { meta: ((len as u64) << FLAG_BITS) | ((generation as u64) << GEN_SHIFT), hash: 0 }
     }
 
     pub(crate) const fn len(self) -> usize {
-        (self.meta >> FLAG_BITS) as usize
+        ((self.meta >> FLAG_BITS) & ((1 << LEN_BITS) - 1)) as usize
+    }
+
+    /// Which occupant of its address this entry is.
+    pub(crate) const fn generation(self) -> Gen {
+        (self.meta >> GEN_SHIFT) as Gen
     }
 
     pub(crate) const fn mapped_len(self) -> usize {
@@ -191,7 +212,7 @@ unsafe impl Allocator for Storage {
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: `ptr` came from `allocate` with this layout, i.e. from
         // `MmapAlloc::map`, and hashbrown no longer uses it (the trait's contract).
-        // A refused munmap (only possible under a seccomp policy) leaves the block
+        // A refused munmap (a seccomp policy, or the map-count limit) leaves the block
         // mapped and still counted.
         if let Some(len) = unsafe { MmapAlloc::unmap(ptr, layout) } {
             STORAGE_BYTES.fetch_sub(len, Ordering::Relaxed);
@@ -223,12 +244,20 @@ pub(crate) struct Registry {
     map: Map,
     live_bytes: usize,
     reserved_bytes: usize,
+    /// Allocations between `reserve` and `insert`: the table keeps room for all of them,
+    /// so an insert never has to grow it (and a refused growth never leaves a mapping to
+    /// undo).
+    pending_inserts: usize,
     peak_bytes: usize,
     quota: usize,
     /// Live arenas, sorted by `start` (reservations never overlap).
     arenas: Arenas,
     /// Accessible arena bytes (part of `live_bytes`).
     arena_bytes: usize,
+    /// The generation the next insert takes.
+    next_generation: Gen,
+    /// Pages marked BUSY (a seal or free under way outside the lock).
+    busy_pages: usize,
 }
 
 /// The registry lock's reader counters (all zero: `.bss`).
@@ -240,10 +269,13 @@ pub(crate) static REGISTRY: ShardedRwLock<Registry> = ShardedRwLock::new(
         map: HashMap::with_hasher_in(AddrHashBuilder, Storage),
         live_bytes: 0,
         reserved_bytes: 0,
+        pending_inserts: 0,
         peak_bytes: 0,
         quota: DEFAULT_QUOTA,
         arenas: Arenas::new_in(Storage),
         arena_bytes: 0,
+        next_generation: 0,
+        busy_pages: 0,
     },
     &REGISTRY_READERS,
 );
@@ -265,41 +297,53 @@ impl Registry {
         self.map.get(&addr).copied()
     }
 
-    /// Takes `mapped` bytes of quota for an allocation about to be mapped, or returns
-    /// `false` if that would pass the quota. Nothing changes on `false`.
-    pub(crate) fn reserve(&mut self, mapped: usize) -> bool {
+    /// Takes `mapped` bytes of quota, and room for one more entry in the table, for an
+    /// allocation about to be mapped. Nothing changes on an error.
+    ///
+    /// # Errors
+    /// [`Reserve::Quota`] if the bytes would pass the quota, [`Reserve::Storage`] if the
+    /// table must grow and its `mmap` fails.
+    pub(crate) fn reserve(&mut self, mapped: usize) -> Result<(), Reserve> {
         let used = self.live_bytes + self.reserved_bytes;
         match used.checked_add(mapped) {
-            Some(total) if total <= self.quota => {
-                self.reserved_bytes += mapped;
-                true
-            }
-            _ => false,
+            Some(total) if total <= self.quota => {}
+            _ => return Err(Reserve::Quota),
         }
+        self.map.try_reserve(self.pending_inserts + 1).map_err(|_: TryReserveError| Reserve::Storage)?;
+        self.reserved_bytes += mapped;
+        self.pending_inserts += 1;
+        Ok(())
     }
 
     /// Gives back a reservation whose mapping failed or was undone.
     pub(crate) fn unreserve(&mut self, mapped: usize) {
         self.reserved_bytes -= mapped;
+        self.pending_inserts -= 1;
     }
 
-    /// Registers a fresh writable mapping at `addr` under its reservation. Fails only if
-    /// the table must grow and its `mmap` fails; then the reservation is still held and
-    /// nothing is registered.
-    pub(crate) fn insert(&mut self, addr: usize, len: usize, held: bool) -> Result<(), TryReserveError> {
-        self.map.try_reserve(1)?;
-        let slot = Slot::writable(len).with_held(held);
+    /// Registers a fresh writable mapping at `addr` under its reservation (see
+    /// [`Registry::reserve`], which made room: this never grows the table) and returns
+    /// its generation.
+    pub(crate) fn insert(&mut self, addr: usize, len: usize, held: bool) -> Gen {
+        let generation = self.next_generation;
+        self.next_generation = generation.wrapping_add(1);
+        let slot = Slot::writable(len, generation).with_held(held);
+        debug_assert!(self.map.capacity() > self.map.len(), "reserve made room");
         self.map.insert(addr, slot);
         self.reserved_bytes -= slot.mapped_len();
+        self.pending_inserts -= 1;
         self.live_bytes += slot.mapped_len();
         self.peak_bytes = self.peak_bytes.max(self.live_bytes);
-        Ok(())
+        generation
     }
 
     /// Marks the page at `addr` busy (a seal or free is under way outside the lock) or
     /// idle again.
     pub(crate) fn set_busy(&mut self, addr: usize, busy: bool) {
         if let Some(slot) = self.map.get_mut(&addr) {
+            if slot.busy() != busy {
+                if busy { self.busy_pages += 1 } else { self.busy_pages -= 1 }
+            }
             *slot = slot.with_busy(busy);
         }
     }
@@ -307,8 +351,16 @@ impl Registry {
     /// Marks a registered writable page executable with its seal hash (and idle).
     pub(crate) fn mark_sealed(&mut self, addr: usize, hash: u64) {
         if let Some(slot) = self.map.get_mut(&addr) {
+            if slot.busy() {
+                self.busy_pages -= 1;
+            }
             *slot = slot.sealed(hash);
         }
+    }
+
+    /// How many pages are BUSY right now.
+    pub(crate) fn busy_pages(&self) -> usize {
+        self.busy_pages
     }
 
     /// Records whether a typed handle owns the page at `addr`.
@@ -322,6 +374,9 @@ impl Registry {
     pub(crate) fn remove(&mut self, addr: usize) {
         if let Some(slot) = self.map.remove(&addr) {
             self.live_bytes -= slot.mapped_len();
+            if slot.busy() {
+                self.busy_pages -= 1;
+            }
         }
     }
 
@@ -361,13 +416,20 @@ impl Registry {
         self.arenas.len()
     }
 
-    /// Moves `bytes` of an arena's reservation (taken with [`Registry::reserve`]) to live:
-    /// its pages became accessible.
-    pub(crate) fn commit_arena_bytes(&mut self, bytes: usize) {
-        self.reserved_bytes -= bytes;
-        self.live_bytes += bytes;
-        self.arena_bytes += bytes;
-        self.peak_bytes = self.peak_bytes.max(self.live_bytes);
+    /// Counts `bytes` of an arena's pages, about to be made accessible, as live; `false`,
+    /// changing nothing, if that would pass the quota. (No table entry is involved: arena
+    /// functions live in the arena's own table.) [`Registry::release_arena_bytes`] gives
+    /// them back, also when making them accessible fails.
+    pub(crate) fn take_arena_bytes(&mut self, bytes: usize) -> bool {
+        match (self.live_bytes + self.reserved_bytes).checked_add(bytes) {
+            Some(total) if total <= self.quota => {
+                self.live_bytes += bytes;
+                self.arena_bytes += bytes;
+                self.peak_bytes = self.peak_bytes.max(self.live_bytes);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Arena pages that went back to the kernel (or the whole arena on drop).
@@ -409,6 +471,15 @@ impl Registry {
     }
 }
 
+/// Why [`Registry::reserve`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reserve {
+    /// The quota would be passed.
+    Quota,
+    /// The table could not grow.
+    Storage,
+}
+
 /// Bytes the registry's own table has mapped now.
 pub(crate) fn storage_bytes() -> usize {
     STORAGE_BYTES.load(Ordering::Relaxed)
@@ -420,7 +491,9 @@ mod tests {
 
     #[test]
     fn slot_packs_length_and_state() {
-        let s = Slot::writable(4097);
+        let s = Slot::writable(4097, 0xbeef);
+        assert_eq!(s.generation(), 0xbeef);
+        assert_eq!(s.sealed(7).with_held(true).with_busy(true).generation(), 0xbeef);
         assert_eq!((s.len(), s.mapped_len(), s.state(), s.hash()), (4097, 8192, State::Writable, None));
         let t = s.sealed(0xdead_beef);
         assert_eq!((t.len(), t.state(), t.hash()), (4097, State::Executable, Some(0xdead_beef)));
@@ -429,8 +502,8 @@ mod tests {
         let b = s.with_busy(true);
         assert!(b.busy() && !b.held() && b.len() == 4097 && !b.with_busy(false).busy());
         assert!(!b.sealed(1).busy(), "sealing ends the busy period");
-        let big = Slot::writable(1 << 57);
-        assert_eq!(big.len(), 1 << 57);
+        let big = Slot::writable(MAX_PAGE_LEN - 1, Gen::MAX);
+        assert_eq!((big.len(), big.generation()), (MAX_PAGE_LEN - 1, Gen::MAX));
         assert_eq!(core::mem::size_of::<(usize, Slot)>(), 24);
     }
 

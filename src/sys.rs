@@ -1,7 +1,12 @@
 //! Raw x86-64 Linux syscalls, one small typed function per call.
 //!
-//! Invariant owned here: nothing above this module issues a syscall or sees the kernel's
-//! `usize` return convention; every wrapper returns `Result<_, Errno>`.
+//! Invariants owned here: nothing above this module issues a syscall or sees the kernel's
+//! `usize` return convention; every wrapper returns `Result<_, Errno>`; and no wrapper
+//! ever asks the kernel for memory that is writable and executable at once (`mmap` and
+//! `mprotect` refuse `PROT_WRITE|PROT_EXEC` with `EINVAL` before any syscall).
+//!
+//! The module is private to the crate: programs that need a syscall-level escape hatch
+//! (freestanding binaries: exit, one line to stderr, abort) use [`crate::rt`].
 //!
 //! This module needs `unsafe` because a syscall is an `asm!` block the compiler cannot
 //! check: each wrapper states which arguments the kernel dereferences and why they are
@@ -28,10 +33,26 @@ pub const PROT_EXEC: u32 = 0x4;
 pub const MAP_PRIVATE: u32 = 0x02;
 /// `MAP_ANONYMOUS`: the mapping is not backed by a file.
 pub const MAP_ANONYMOUS: u32 = 0x20;
+/// `MAP_FIXED_NOREPLACE`: map exactly at the address given, or fail with `EEXIST` if
+/// anything is mapped there (never replace). Kernels before 4.17 ignore it (the address
+/// is then a hint).
+pub const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
+/// `MAP_FIXED`: map exactly at the address given, replacing what is there.
+pub const MAP_FIXED: u32 = 0x10;
+/// `PROT_NONE`: no access.
+pub const PROT_NONE: u32 = 0;
 /// `SIGABRT`, the signal the verify-on-call failure path raises.
 pub const SIGABRT: i32 = 6;
+/// `SIG_BLOCK` for `rt_sigprocmask`.
+pub const SIG_BLOCK: i32 = 0;
 /// `SIG_UNBLOCK` for `rt_sigprocmask`.
 pub const SIG_UNBLOCK: i32 = 1;
+/// `SIGPIPE`, raised by a write to a pipe nobody reads.
+pub const SIGPIPE: i32 = 13;
+/// The highest signal number on x86-64 Linux (`_NSIG`).
+pub const NSIG: i32 = 64;
+/// `READ_IMPLIES_EXEC`: the personality flag under which `PROT_READ` implies `PROT_EXEC`.
+pub const READ_IMPLIES_EXEC: u32 = 0x0040_0000;
 /// Standard error's file descriptor.
 pub const STDERR: i32 = 2;
 
@@ -57,6 +78,8 @@ impl Errno {
     pub const EFAULT: Errno = Errno(14);
     /// `EINVAL`: invalid argument.
     pub const EINVAL: Errno = Errno(22);
+    /// `EEXIST`: something is already there (`MAP_FIXED_NOREPLACE`).
+    pub const EEXIST: Errno = Errno(17);
 
     /// Wraps a raw, positive errno value.
     pub const fn from_raw(code: i32) -> Errno {
@@ -78,6 +101,7 @@ impl Errno {
             13 => "EACCES",
             14 => "EFAULT",
             22 => "EINVAL",
+            17 => "EEXIST",
             _ => return None,
         })
     }
@@ -105,6 +129,19 @@ fn check(ret: Result<usize, syscalls::Errno>) -> Result<usize, Errno> {
     ret.map_err(|e| Errno(e.into_raw()))
 }
 
+/// W^X at the lowest layer: whatever a caller above asks, no wrapper maps or protects
+/// memory writable and executable at once.
+#[inline]
+const fn refuse_wx(prot: u32) -> Result<(), Errno> {
+    if prot & PROT_WRITE != 0 && prot & PROT_EXEC != 0 { Err(Errno::EINVAL) } else { Ok(()) }
+}
+
+/// Whether `sig` names a signal the kernel has (1 to 64 on x86-64 Linux).
+#[inline]
+const fn signal_in_range(sig: i32) -> Result<(), Errno> {
+    if sig >= 1 && sig <= NSIG { Ok(()) } else { Err(Errno::EINVAL) }
+}
+
 /// Maps `len` bytes of fresh, zeroed, anonymous private memory with protection `prot`
 /// (`mmap(NULL, len, prot, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`).
 ///
@@ -112,9 +149,11 @@ fn check(ret: Result<usize, syscalls::Errno>) -> Result<usize, Errno> {
 /// memory, so this is safe.
 ///
 /// # Errors
-/// `EINVAL` for a zero length, `ENOMEM` when the address space, `RLIMIT_AS` or the map
-/// count is exhausted, `EACCES`/`EPERM` when a security policy refuses `prot`.
+/// `EINVAL` for a zero length or for `prot` holding both `PROT_WRITE` and `PROT_EXEC`
+/// (refused here, before any syscall), `ENOMEM` when the address space, `RLIMIT_AS` or
+/// the map count is exhausted, `EACCES`/`EPERM` when a security policy refuses `prot`.
 pub fn mmap_anonymous(len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
+    refuse_wx(prot)?;
     // SAFETY: with a null hint and without MAP_FIXED the kernel picks an unused range, so
     // no existing mapping is replaced; no pointer argument is dereferenced.
     let ret = unsafe {
@@ -133,6 +172,91 @@ pub fn mmap_anonymous(len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
     NonNull::new(addr as *mut u8).ok_or(Errno::ENOMEM)
 }
 
+/// Maps `len` bytes of fresh anonymous private memory with protection `prot` at exactly
+/// `addr` if nothing is mapped anywhere in `[addr, addr + len)`
+/// (`MAP_FIXED_NOREPLACE`), returning where the mapping is. On kernels before 4.17 the
+/// flag is ignored and `addr` is only a hint, so the result may be elsewhere; it is a new
+/// mapping either way, and no existing mapping is ever replaced, so this is safe.
+///
+/// # Errors
+/// `EEXIST` if something is mapped in the range; otherwise as [`mmap_anonymous`]
+/// (including `EINVAL` for W|X).
+pub fn mmap_anonymous_noreplace(addr: usize, len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
+    refuse_wx(prot)?;
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping (EEXIST instead),
+    // and where the kernel does not know it the address is a mere hint; no pointer
+    // argument is dereferenced.
+    let ret = unsafe {
+        syscalls::syscall6(
+            Sysno::mmap,
+            addr,
+            len,
+            prot as usize,
+            (MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE) as usize,
+            usize::MAX, // fd -1
+            0,
+        )
+    };
+    let got = check(ret)?;
+    NonNull::new(got as *mut u8).ok_or(Errno::ENOMEM)
+}
+
+/// Replaces `[addr, addr + len)` by a fresh anonymous private mapping with protection
+/// `prot` (`MAP_FIXED`): whatever was mapped there is gone, its memory freed.
+///
+/// # Safety
+/// `addr` is page-aligned and the range is memory the caller owns and no longer uses
+/// (no reference into it, no thread running code in it).
+///
+/// # Errors
+/// `EINVAL` for W|X (before any syscall) or a misaligned address; `ENOMEM` at the
+/// map-count limit (nothing changed then).
+pub unsafe fn mmap_anonymous_fixed(addr: NonNull<u8>, len: usize, prot: u32) -> Result<(), Errno> {
+    refuse_wx(prot)?;
+    // SAFETY: MAP_FIXED replaces only the caller's own, unused range (see # Safety).
+    let ret = unsafe {
+        syscalls::syscall6(
+            Sysno::mmap,
+            addr.as_ptr() as usize,
+            len,
+            prot as usize,
+            (MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED) as usize,
+            usize::MAX, // fd -1
+            0,
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// `PR_SET_VMA` and its `PR_SET_VMA_ANON_NAME` operation.
+const PR_SET_VMA: usize = 0x5356_4d41;
+const PR_SET_VMA_ANON_NAME: usize = 0;
+
+/// Names the anonymous mappings in `[addr, addr + len)` `name` (NUL-terminated; shown as
+/// `[anon:<name>]` in `/proc/<pid>/maps`). Changes no protection and no content.
+///
+/// # Errors
+/// `EINVAL` on kernels without `CONFIG_ANON_VMA_NAME` (or for a bad name or range),
+/// `ENOMEM` if splitting a mapping would pass the map-count limit.
+pub fn name_anon_mapping(addr: NonNull<u8>, len: usize, name: &'static [u8]) -> Result<(), Errno> {
+    if name.last() != Some(&0) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: the kernel reads the NUL-terminated name (checked above, 'static) and only
+    // relabels mappings in the range; no memory is written.
+    let ret = unsafe {
+        syscalls::syscall5(
+            Sysno::prctl,
+            PR_SET_VMA,
+            PR_SET_VMA_ANON_NAME,
+            addr.as_ptr() as usize,
+            len,
+            name.as_ptr() as usize,
+        )
+    };
+    check(ret).map(drop)
+}
+
 /// Changes the protection of the pages covering `[addr, addr + len)` to `prot`.
 ///
 /// # Safety
@@ -141,9 +265,12 @@ pub fn mmap_anonymous(len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
 /// invalidate (removing `PROT_WRITE` under a `&mut [u8]` that is still used faults).
 ///
 /// # Errors
-/// `EINVAL` for a misaligned address, `ENOMEM` for an unmapped range, `EACCES` when a
-/// security policy (SELinux `execmem`, PaX, seccomp) refuses the protection.
+/// `EINVAL` for a misaligned address or for `prot` holding both `PROT_WRITE` and
+/// `PROT_EXEC` (refused here, before any syscall), `ENOMEM` for an unmapped range or a
+/// split past the map-count limit, `EACCES` when a security policy (SELinux `execmem`,
+/// PaX, seccomp) refuses the protection.
 pub unsafe fn mprotect(addr: NonNull<u8>, len: usize, prot: u32) -> Result<(), Errno> {
+    refuse_wx(prot)?;
     // SAFETY: the caller owns the range (see # Safety); mprotect dereferences nothing.
     let ret = unsafe { syscalls::syscall3(Sysno::mprotect, addr.as_ptr() as usize, len, prot as usize) };
     check(ret).map(drop)
@@ -183,7 +310,8 @@ pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
     while !buf.is_empty() {
         match write(fd, buf) {
             Ok(0) => return Err(Errno::EFAULT),
-            Ok(n) => buf = &buf[n..],
+            // `get`, not indexing: no panic path (and no formatting code) in freestanding builds.
+            Ok(n) => buf = buf.get(n..).unwrap_or_default(),
             Err(Errno::EINTR) => {}
             Err(e) => return Err(e),
         }
@@ -234,21 +362,35 @@ pub fn tgkill(tgid: i32, tid: i32, sig: i32) -> Result<(), Errno> {
 /// Removes `sig` from the calling thread's blocked-signal mask.
 ///
 /// # Errors
-/// `EINVAL` for a bad signal number.
+/// `EINVAL` for a signal number outside 1..=64 (checked here: the mask is built with a
+/// shift that would otherwise overflow).
 pub fn unblock_signal(sig: i32) -> Result<(), Errno> {
+    change_signal_mask(SIG_UNBLOCK, sig)
+}
+
+/// Adds `sig` to the calling thread's blocked-signal mask.
+///
+/// # Errors
+/// `EINVAL` for a signal number outside 1..=64.
+pub fn block_signal(sig: i32) -> Result<(), Errno> {
+    change_signal_mask(SIG_BLOCK, sig)
+}
+
+fn change_signal_mask(how: i32, sig: i32) -> Result<(), Errno> {
+    signal_in_range(sig)?;
     let set: u64 = 1 << (sig - 1);
     // SAFETY: the kernel reads 8 bytes (the sigsetsize argument) from `set`, a live local;
     // the old-set pointer is null, so nothing is written.
-    let ret =
-        unsafe { syscalls::syscall4(Sysno::rt_sigprocmask, SIG_UNBLOCK as usize, &set as *const u64 as usize, 0, 8) };
+    let ret = unsafe { syscalls::syscall4(Sysno::rt_sigprocmask, how as usize, &set as *const u64 as usize, 0, 8) };
     check(ret).map(drop)
 }
 
 /// Resets the disposition of `sig` to its default action (`SIG_DFL`).
 ///
 /// # Errors
-/// `EINVAL` for a bad signal number or `SIGKILL`/`SIGSTOP`.
+/// `EINVAL` for a signal number outside 1..=64 or `SIGKILL`/`SIGSTOP`.
 pub fn reset_signal(sig: i32) -> Result<(), Errno> {
+    signal_in_range(sig)?;
     // struct kernel_sigaction { handler, flags, restorer, mask }: all zero is SIG_DFL,
     // no flags, no restorer, an empty mask.
     let action = [0u64; 4];
@@ -284,10 +426,113 @@ pub fn abort() -> ! {
     exit_group(128 + SIGABRT)
 }
 
-/// Gives up the CPU to another runnable thread (`sched_yield`). Cannot fail on Linux.
-pub fn sched_yield() {
-    // SAFETY: sched_yield takes no arguments and touches no memory.
-    let _ = unsafe { syscalls::syscall0(Sysno::sched_yield) };
+/// The calling process's personality flags (`personality(0xffffffff)`, a query that
+/// changes nothing).
+pub fn personality() -> u32 {
+    // SAFETY: personality with 0xffffffff only reads the current persona; no pointers.
+    let ret = unsafe { syscalls::syscall1(Sysno::personality, 0xffff_ffff) };
+    ret.unwrap_or(0) as u32
+}
+
+/// Whether the `READ_IMPLIES_EXEC` personality is on: then every readable mapping the
+/// process creates is also executable, so a writable page would be `rwx`.
+pub fn read_implies_exec() -> bool {
+    personality() & READ_IMPLIES_EXEC != 0
+}
+
+/// `POLLOUT` for `poll`.
+const POLLOUT: i16 = 0x4;
+
+/// Whether `fd` can take a write right now without blocking (`poll` with a zero
+/// timeout reports `POLLOUT` and no error, hang-up or invalid descriptor).
+pub fn writable_now(fd: i32) -> bool {
+    // struct pollfd { int fd; short events; short revents; }
+    #[repr(C)]
+    struct PollFd {
+        fd: i32,
+        events: i16,
+        revents: i16,
+    }
+    let mut pfd = PollFd { fd, events: POLLOUT, revents: 0 };
+    // SAFETY: the kernel reads and writes one pollfd, a live local of the right layout.
+    let ret = unsafe { syscalls::syscall3(Sysno::poll, &mut pfd as *mut PollFd as usize, 1, 0) };
+    matches!(check(ret), Ok(1)) && pfd.revents == POLLOUT
+}
+
+/// `RWF_NOWAIT` for `pwritev2`: fail with `EAGAIN` rather than block.
+const RWF_NOWAIT: usize = 0x8;
+
+/// Writes `buf` to `fd` at its current position without ever blocking
+/// (`pwritev2(fd, iov, 1, -1, RWF_NOWAIT)`), returning how many bytes were taken.
+///
+/// # Errors
+/// `EAGAIN` when the write would block; `EOPNOTSUPP` or `EINVAL` where the kernel or the
+/// file does not support `RWF_NOWAIT`; the usual `write(2)` errors.
+pub fn write_nowait(fd: i32, buf: &[u8]) -> Result<usize, Errno> {
+    let iov = [buf.as_ptr() as usize, buf.len()];
+    // SAFETY: the kernel reads one iovec (a live local) and at most buf.len() bytes from
+    // buf, which the slice owns; pos -1 means the current position (pipes allow it).
+    let ret = unsafe {
+        syscalls::syscall6(Sysno::pwritev2, fd as usize, iov.as_ptr() as usize, 1, usize::MAX, usize::MAX, RWF_NOWAIT)
+    };
+    check(ret)
+}
+
+/// Writes one diagnostic line to stderr without ever blocking and without ever raising
+/// `SIGPIPE`, for paths that are about to end the process: `SIGPIPE` is blocked on the
+/// calling thread first (a write to a pipe nobody reads then fails with `EPIPE`), the
+/// line is written only if `poll` says stderr can take it now, and then with
+/// `RWF_NOWAIT` (or, on kernels without it, one plain `write` of at most `PIPE_BUF`
+/// bytes, which a pipe with room takes whole). A closed, full or broken stderr loses the
+/// line; the caller's next step (abort) still happens.
+pub fn write_stderr_nonblocking(line: &[u8]) {
+    let _ = block_signal(SIGPIPE);
+    if !writable_now(STDERR) {
+        return;
+    }
+    let line = &line[..line.len().min(PIPE_BUF)];
+    if let Err(Errno(95 /* EOPNOTSUPP */) | Errno::EINVAL) = write_nowait(STDERR, line) {
+        let _ = write(STDERR, line);
+    }
+}
+
+/// `PIPE_BUF`: a write of at most this many bytes to a pipe is atomic.
+const PIPE_BUF: usize = 4096;
+
+/// `FUTEX_WAIT_PRIVATE` and `FUTEX_WAKE_PRIVATE`: the word is private to this process
+/// (cheaper; wildx's locks are never shared across processes).
+const FUTEX_WAIT_PRIVATE: usize = 128;
+const FUTEX_WAKE_PRIVATE: usize = 128 | 1;
+
+/// Sleeps while `*word == expected` (`futex(word, FUTEX_WAIT_PRIVATE, expected)`), until
+/// a [`futex_wake`] on `word`, a signal, or a spurious wake-up. Returns at once if the
+/// word already differs. Callers re-check their condition in a loop.
+pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32) {
+    // Miri runs no inline assembly: there a wait is a spurious wake-up (every caller
+    // re-checks in a loop), and Miri's scheduler preempts the spinning thread.
+    #[cfg(miri)]
+    {
+        let _ = (word, expected);
+        core::hint::spin_loop();
+    }
+    #[cfg(not(miri))]
+    // SAFETY: the kernel reads the 4-byte aligned word the reference points to (live for
+    // the call); the timeout pointer is null (wait without a deadline).
+    let _ =
+        unsafe { syscalls::syscall4(Sysno::futex, word.as_ptr() as usize, FUTEX_WAIT_PRIVATE, expected as usize, 0) };
+}
+
+/// Wakes up to `count` threads sleeping in [`futex_wait`] on `word`. The kernel reads
+/// `count` as an `int`: pass at most `i32::MAX` (a larger value wraps negative and wakes
+/// one thread only); "all" is `i32::MAX`.
+pub fn futex_wake(word: &core::sync::atomic::AtomicU32, count: u32) {
+    let count = count.min(i32::MAX as u32);
+    // Under Miri waits never sleep (see `futex_wait`), so there is nobody to wake.
+    #[cfg(miri)]
+    let _ = (word, count);
+    #[cfg(not(miri))]
+    // SAFETY: the kernel only uses the word's address as a key; no memory is written.
+    let _ = unsafe { syscalls::syscall3(Sysno::futex, word.as_ptr() as usize, FUTEX_WAKE_PRIVATE, count as usize) };
 }
 
 // ---- profiling: files and clocks ----
@@ -402,9 +647,6 @@ pub(crate) fn mmap_file(len: usize, prot: u32, fd: i32, offset: u64) -> Result<N
 pub const MAP_NORESERVE: u32 = 0x4000;
 /// `MADV_DONTNEED`: drop the pages' contents; private anonymous memory reads back zero.
 pub const MADV_DONTNEED: u32 = 4;
-/// `PROT_NONE`: no access at all.
-pub const PROT_NONE: u32 = 0;
-
 /// Reserves `len` bytes of address space, inaccessible (`PROT_NONE`, private, anonymous,
 /// `MAP_NORESERVE`): a range nothing else will be placed in until it is unmapped.
 ///
@@ -468,4 +710,139 @@ pub unsafe fn mremap(addr: NonNull<u8>, old_len: usize, new_len: usize) -> Resul
         unsafe { syscalls::syscall4(Sysno::mremap, addr.as_ptr() as usize, old_len, new_len, MREMAP_MAYMOVE as usize) };
     let new = check(ret)?;
     NonNull::new(new as *mut u8).ok_or(Errno::ENOMEM)
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::String;
+
+    /// The `rw-p`-style permissions of the mapping containing `addr`, from /proc/self/maps.
+    fn perms(addr: usize) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines().find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (lo, hi) = fields.next()?.split_once('-')?;
+            let (lo, hi) = (usize::from_str_radix(lo, 16).ok()?, usize::from_str_radix(hi, 16).ok()?);
+            (lo <= addr && addr < hi).then(|| String::from(fields.next().unwrap()))
+        })
+    }
+
+    #[test]
+    fn constants_match_libc() {
+        assert_eq!(PROT_READ, libc::PROT_READ as u32);
+        assert_eq!(PROT_WRITE, libc::PROT_WRITE as u32);
+        assert_eq!(PROT_EXEC, libc::PROT_EXEC as u32);
+        assert_eq!(MAP_PRIVATE, libc::MAP_PRIVATE as u32);
+        assert_eq!(MAP_ANONYMOUS, libc::MAP_ANONYMOUS as u32);
+        assert_eq!(SIGABRT, libc::SIGABRT);
+        assert_eq!(SIG_UNBLOCK, libc::SIG_UNBLOCK);
+        assert_eq!(STDERR, libc::STDERR_FILENO);
+        // SAFETY: sysconf has no preconditions.
+        assert_eq!(PAGE_SIZE as libc::c_long, unsafe { libc::sysconf(libc::_SC_PAGESIZE) });
+        for (ours, theirs) in [
+            (Errno::EPERM, libc::EPERM),
+            (Errno::EINTR, libc::EINTR),
+            (Errno::EAGAIN, libc::EAGAIN),
+            (Errno::ENOMEM, libc::ENOMEM),
+            (Errno::EACCES, libc::EACCES),
+            (Errno::EFAULT, libc::EFAULT),
+            (Errno::EINVAL, libc::EINVAL),
+        ] {
+            assert_eq!(ours.raw(), theirs, "{ours:?}");
+        }
+    }
+
+    #[test]
+    fn mmap_mprotect_munmap_really_change_the_mapping() {
+        let p = mmap_anonymous(8192, PROT_READ | PROT_WRITE).unwrap();
+        assert_eq!(perms(p.as_ptr() as usize).as_deref(), Some("rw-p"));
+        // SAFETY: p is a fresh mapping of 8192 bytes owned by this test.
+        let zeroed = unsafe { std::slice::from_raw_parts(p.as_ptr(), 8192) }.iter().all(|&b| b == 0);
+        assert!(zeroed, "fresh anonymous memory is zeroed");
+        // SAFETY: as above; nothing holds a reference into the mapping.
+        unsafe { mprotect(p, 8192, PROT_READ) }.unwrap();
+        assert_eq!(perms(p.as_ptr() as usize).as_deref(), Some("r--p"));
+        // SAFETY: misaligned on purpose: the kernel refuses without touching anything.
+        let misaligned = unsafe { mprotect(NonNull::new(p.as_ptr().wrapping_add(1)).unwrap(), 1, PROT_READ) };
+        assert_eq!(misaligned, Err(Errno::EINVAL));
+        // SAFETY: the mapping is ours and unused from here on.
+        unsafe { munmap(p, 8192) }.unwrap();
+        assert_eq!(perms(p.as_ptr() as usize), None);
+        assert_eq!(mmap_anonymous(0, PROT_READ), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn write_reaches_the_file_descriptor() {
+        let mut fds = [0; 2];
+        // SAFETY: fds has room for the two descriptors pipe writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        write_all(fds[1], b"wildx").unwrap();
+        let mut buf = [0u8; 5];
+        // SAFETY: buf has room for 5 bytes.
+        assert_eq!(unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), 5) }, 5);
+        assert_eq!(&buf, b"wildx");
+        // SAFETY: both descriptors are ours.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        assert_eq!(write(-1, b"x").map_err(|e| e.raw()), Err(libc::EBADF));
+    }
+
+    #[test]
+    fn getrandom_fills_the_buffer() {
+        let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
+        assert_eq!(getrandom(&mut a), Ok(32));
+        assert_eq!(getrandom(&mut b), Ok(32));
+        assert_ne!(a, b, "two 256-bit draws were equal");
+    }
+
+    #[test]
+    fn ids_match_libc() {
+        // SAFETY: getpid and gettid have no preconditions.
+        assert_eq!(getpid(), unsafe { libc::getpid() });
+        // SAFETY: as above.
+        assert_eq!(gettid(), unsafe { libc::gettid() });
+        let other = std::thread::spawn(gettid).join().unwrap();
+        assert_ne!(other, gettid());
+        assert_eq!(tgkill(getpid(), gettid(), 0), Ok(()), "signal 0 probes the thread");
+        assert_eq!(tgkill(getpid(), -5, 0).map_err(|e| e.raw()), Err(libc::EINVAL));
+    }
+
+    #[test]
+    fn wx_is_refused_before_the_kernel_sees_it() {
+        let wx = PROT_READ | PROT_WRITE | PROT_EXEC;
+        assert_eq!(mmap_anonymous(4096, wx), Err(Errno::EINVAL));
+        assert_eq!(mmap_anonymous(4096, PROT_WRITE | PROT_EXEC), Err(Errno::EINVAL));
+        let p = mmap_anonymous(4096, PROT_READ | PROT_WRITE).unwrap();
+        // SAFETY: p is a fresh page owned by this test; nothing references it.
+        assert_eq!(unsafe { mprotect(p, 4096, wx) }, Err(Errno::EINVAL));
+        assert_eq!(perms(p.as_ptr() as usize).as_deref(), Some("rw-p"), "the refusal changed nothing");
+        // SAFETY: as above.
+        unsafe { munmap(p, 4096) }.unwrap();
+    }
+
+    #[test]
+    fn signal_numbers_out_of_range_are_refused() {
+        for sig in [0, -1, 65, 1000, i32::MIN, i32::MAX] {
+            assert_eq!(unblock_signal(sig), Err(Errno::EINVAL), "unblock {sig}");
+            assert_eq!(block_signal(sig), Err(Errno::EINVAL), "block {sig}");
+            assert_eq!(reset_signal(sig), Err(Errno::EINVAL), "reset {sig}");
+        }
+        // 64 is the highest real signal; unblocking it (not blocked) changes nothing.
+        assert_eq!(unblock_signal(NSIG), Ok(()));
+        assert_eq!(unblock_signal(1), Ok(()));
+    }
+
+    #[test]
+    fn personality_query_matches_libc() {
+        // SAFETY: 0xffffffff only queries.
+        let theirs = unsafe { libc::personality(0xffff_ffff) } as u32;
+        assert_eq!(personality(), theirs);
+        assert_eq!(READ_IMPLIES_EXEC, libc::READ_IMPLIES_EXEC as u32);
+        assert_eq!(SIGPIPE, libc::SIGPIPE);
+        assert_eq!(SIG_BLOCK, libc::SIG_BLOCK);
+    }
 }

@@ -38,7 +38,7 @@ use core::slice;
 
 use crate::error::Error;
 use crate::page::{self, Access};
-use crate::registry::State;
+use crate::registry::{Gen, State};
 
 /// A live WRITABLE page owned by this handle: fill it, then [`Page::seal`] it.
 ///
@@ -57,6 +57,8 @@ use crate::registry::State;
 pub struct Page {
     ptr: NonNull<u8>,
     len: usize,
+    /// The registry generation of the page this handle owns (see `page::Access`).
+    generation: Gen,
 }
 
 // SAFETY: a Page is the only owner of its mapping (registry `held` flag); moving it to
@@ -73,8 +75,8 @@ impl Page {
     /// [`Error::ZeroLength`], [`Error::LengthOverflow`], [`Error::QuotaExceeded`],
     /// [`Error::Os`] if `mmap` fails, [`Error::RegistryStorage`]. Nothing changes.
     pub fn new(len: usize) -> Result<Page, Error> {
-        let ptr = page::alloc(len, Access::Handle)?;
-        Ok(Page { ptr, len })
+        let (ptr, generation) = page::alloc(len, Access::Handle(0))?;
+        Ok(Page { ptr, len, generation })
     }
 
     /// A page holding exactly `code` (the rest of the last page stays `0xCC`).
@@ -147,9 +149,9 @@ impl Page {
     /// # Ok::<(), wildx::Error>(())
     /// ```
     pub unsafe fn seal<F: Signature>(self) -> Result<Code<F>, SealError> {
-        match page::seal(self.as_ptr(), Access::Handle) {
+        match page::seal(self.as_ptr(), self.access()) {
             Ok(_) => {
-                let code = Code { ptr: self.ptr, len: self.len, sig: PhantomData };
+                let code = Code { ptr: self.ptr, len: self.len, generation: self.generation, sig: PhantomData };
                 core::mem::forget(self);
                 Ok(code)
             }
@@ -171,9 +173,9 @@ impl Page {
     /// As [`Page::seal`]. Profiling never makes a seal fail: a record that cannot be
     /// written is dropped.
     pub unsafe fn seal_named<F: Signature>(self, name: &str) -> Result<Code<F>, SealError> {
-        match page::seal_named(self.as_ptr(), Access::Handle, name) {
+        match page::seal_named(self.as_ptr(), self.access(), name) {
             Ok(_) => {
-                let code = Code { ptr: self.ptr, len: self.len, sig: PhantomData };
+                let code = Code { ptr: self.ptr, len: self.len, generation: self.generation, sig: PhantomData };
                 core::mem::forget(self);
                 Ok(code)
             }
@@ -186,7 +188,8 @@ impl Page {
     /// Syscalls: `munmap`.
     ///
     /// # Errors
-    /// [`Error::Os`] if the kernel refuses the `munmap` (only a seccomp policy can);
+    /// [`Error::Os`] if the kernel refuses the `munmap` (a seccomp policy, or the
+    /// `vm.max_map_count` limit when the unmap splits a kernel mapping);
     /// the page is then still mapped, registered and WRITABLE, and comes back inside the
     /// [`FreeError`] so the caller can retry, or drop it. `?` turns the `FreeError` into
     /// its [`Error`] (dropping the page, which tries the `munmap` once more).
@@ -199,7 +202,7 @@ impl Page {
     /// # Ok::<(), wildx::Error>(())
     /// ```
     pub fn free(self) -> Result<(), FreeError<Page>> {
-        match page::free(self.as_ptr(), Access::Handle) {
+        match page::free(self.as_ptr(), self.access()) {
             Ok(()) => {
                 core::mem::forget(self);
                 Ok(())
@@ -224,8 +227,8 @@ impl Page {
     #[must_use]
     pub fn into_raw(self) -> NonNull<u8> {
         let ptr = self.ptr;
-        // Cannot fail: this handle holds a live WRITABLE page.
-        let _ = page::set_held(ptr.as_ptr(), State::Writable, false);
+        // Fails only if the page was unmapped behind wildx's back (then nothing changes).
+        let _ = page::set_held(ptr.as_ptr(), State::Writable, self.access());
         core::mem::forget(self);
         ptr
     }
@@ -240,26 +243,41 @@ impl Page {
     /// [`Error::Null`], [`Error::NotRegistered`], [`Error::WrongState`] if the page is
     /// sealed, [`Error::HeldByHandle`] if another handle owns it.
     pub unsafe fn from_raw(ptr: *mut u8) -> Result<Page, Error> {
-        let slot = page::set_held(ptr, State::Writable, true)?;
+        let slot = page::set_held(ptr, State::Writable, Access::Raw)?;
         let ptr = NonNull::new(ptr).ok_or(Error::Null)?;
-        Ok(Page { ptr, len: slot.len() })
+        Ok(Page { ptr, len: slot.len(), generation: slot.generation() })
     }
 }
 
 /// What dropping a handle does: free the page, and if the kernel refuses the `munmap`
-/// (only a seccomp policy can), hand the page back to the raw surface instead of losing
-/// it: it stays registered, in `state`, counted in the stats (the refusal too), and
+/// (a seccomp policy, or the `vm.max_map_count` limit when the unmap splits a kernel
+/// mapping), hand the page back to the raw surface instead of losing it: it stays registered, in `state`, counted in the stats (the refusal too), and
 /// [`crate::raw::free`] on its address can free it later. Never panics.
-fn drop_handle(ptr: NonNull<u8>, state: State) {
-    if page::free(ptr.as_ptr(), Access::Handle).is_err() {
-        // Cannot fail: the handle being dropped holds this live page in `state`.
-        let _ = page::set_held(ptr.as_ptr(), state, false);
+///
+/// A handle whose page was unmapped behind wildx's back (with libc) finds its entry
+/// gone or replaced by a later page of another generation: both calls are then refused
+/// and nothing is touched.
+fn drop_handle(ptr: NonNull<u8>, generation: Gen, state: State) {
+    if let Err(Error::Os(_)) = page::free(ptr.as_ptr(), Access::Handle(generation)) {
+        let _ = page::set_held(ptr.as_ptr(), state, Access::Handle(generation));
+    }
+}
+
+impl Page {
+    fn access(&self) -> Access {
+        Access::Handle(self.generation)
+    }
+}
+
+impl<F: Signature> Code<F> {
+    fn access(&self) -> Access {
+        Access::Handle(self.generation)
     }
 }
 
 impl Drop for Page {
     fn drop(&mut self) {
-        drop_handle(self.ptr, State::Writable);
+        drop_handle(self.ptr, self.generation, State::Writable);
     }
 }
 
@@ -388,6 +406,8 @@ impl<T> From<FreeError<T>> for Error {
 pub struct Code<F: Signature> {
     ptr: NonNull<u8>,
     len: usize,
+    /// The registry generation of the page this handle owns (see `page::Access`).
+    generation: Gen,
     sig: PhantomData<F>,
 }
 
@@ -540,7 +560,8 @@ impl<F: Signature> Code<F> {
     /// Syscalls: `munmap`.
     ///
     /// # Errors
-    /// [`Error::Os`] if the kernel refuses the `munmap` (only a seccomp policy can);
+    /// [`Error::Os`] if the kernel refuses the `munmap` (a seccomp policy, or the
+    /// `vm.max_map_count` limit when the unmap splits a kernel mapping);
     /// the code is then still mapped, registered and callable, and comes back inside the
     /// [`FreeError`]. `?` turns it into its [`Error`].
     ///
@@ -552,7 +573,7 @@ impl<F: Signature> Code<F> {
     /// # Ok::<(), wildx::Error>(())
     /// ```
     pub fn free(self) -> Result<(), FreeError<Code<F>>> {
-        match page::free(self.as_ptr(), Access::Handle) {
+        match page::free(self.as_ptr(), self.access()) {
             Ok(()) => {
                 core::mem::forget(self);
                 Ok(())
@@ -575,8 +596,8 @@ impl<F: Signature> Code<F> {
     #[must_use]
     pub fn into_raw(self) -> NonNull<u8> {
         let ptr = self.ptr;
-        // Cannot fail: this handle holds a live EXECUTABLE page.
-        let _ = page::set_held(ptr.as_ptr(), State::Executable, false);
+        // Fails only if the page was unmapped behind wildx's back (then nothing changes).
+        let _ = page::set_held(ptr.as_ptr(), State::Executable, self.access());
         core::mem::forget(self);
         ptr
     }
@@ -590,15 +611,15 @@ impl<F: Signature> Code<F> {
     /// [`Error::Null`], [`Error::NotRegistered`], [`Error::WrongState`] if the page is not
     /// sealed, [`Error::HeldByHandle`] if another handle owns it.
     pub unsafe fn from_raw(ptr: *mut u8) -> Result<Code<F>, Error> {
-        let slot = page::set_held(ptr, State::Executable, true)?;
+        let slot = page::set_held(ptr, State::Executable, Access::Raw)?;
         let ptr = NonNull::new(ptr).ok_or(Error::Null)?;
-        Ok(Code { ptr, len: slot.len(), sig: PhantomData })
+        Ok(Code { ptr, len: slot.len(), generation: slot.generation(), sig: PhantomData })
     }
 }
 
 impl<F: Signature> Drop for Code<F> {
     fn drop(&mut self) {
-        drop_handle(self.ptr, State::Executable);
+        drop_handle(self.ptr, self.generation, State::Executable);
     }
 }
 

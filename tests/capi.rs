@@ -331,7 +331,7 @@ fn error_codes_and_messages() {
     let out = assert_exit0(&Build::c("errors", "errors.c").run(), &[]);
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 20 + 1, "{stdout}");
+    assert_eq!(lines.len(), 22 + 1, "{stdout}");
     let version = lines.last().unwrap();
     assert_eq!(*version, format!("WILDX_VERSION {}", env!("CARGO_PKG_VERSION")));
     #[cfg(feature = "capi")]
@@ -358,6 +358,8 @@ fn error_codes_and_messages() {
             ("WILDX_E_ENTRY_ALIVE", capi::WILDX_E_ENTRY_ALIVE),
             ("WILDX_E_REENTRANT", capi::WILDX_E_REENTRANT),
             ("WILDX_E_REJECTED", capi::WILDX_E_REJECTED),
+            ("WILDX_E_READ_IMPLIES_EXEC", capi::WILDX_E_READ_IMPLIES_EXEC),
+            ("WILDX_E_WOULD_BLOCK", capi::WILDX_E_WOULD_BLOCK),
         ];
         for (line, &(name, value)) in lines.iter().zip(rust) {
             // SAFETY: wildx_strerror returns a static NUL-terminated string.

@@ -507,6 +507,8 @@ fn every_error() -> Vec<(Error, &'static str)> {
             }),
             "offset 12: jump into the middle of an instruction",
         ),
+        (Error::ReadImpliesExec, "the READ_IMPLIES_EXEC personality would make writable pages executable"),
+        (Error::WouldBlock, "the registry is busy and this call does not wait"),
     ];
     for (e, _) in &all {
         match e {
@@ -526,7 +528,9 @@ fn every_error() -> Vec<(Error, &'static str)> {
             | Error::Retired
             | Error::EntryAlive { .. }
             | Error::Reentrant
-            | Error::Rejected(_) => {}
+            | Error::Rejected(_)
+            | Error::ReadImpliesExec
+            | Error::WouldBlock => {}
             // `Error` is `#[non_exhaustive]`, so this match cannot be checked for
             // completeness here; inside the crate, `capi::error_code`'s match is, so a
             // new variant fails to compile there first. Add its case above and here.
@@ -546,7 +550,7 @@ fn every_error_variant_displays_exactly() {
     }
     // Every variant is there (the match in every_error keeps this honest).
     let variants: std::collections::HashSet<_> = all.iter().map(|(e, _)| std::mem::discriminant(e)).collect();
-    assert_eq!(variants.len(), 17);
+    assert_eq!(variants.len(), 19);
 }
 
 #[test]
@@ -568,4 +572,56 @@ fn errors_from_real_refusals_display_what_happened() {
     let errno = Errno::from_raw(12);
     assert_eq!((errno.to_string(), format!("{errno:?}")), ("ENOMEM (errno 12)".into(), "Errno(ENOMEM)".into()));
     assert_eq!(format!("{:?}", Errno::from_raw(4095)), "Errno(4095)");
+}
+
+// ---------------------------------------------------------------------------------------
+// Refusals that leave a page behind (the map-count limit refuses mprotect and munmap of
+// a page inside a merged mapping; a filter stands in for it)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn compile_add_keeps_a_page_it_cannot_free_and_reuses_it() {
+    run_in_child("compile_add_keeps_a_page_it_cannot_free_and_reuses_it", || {
+        let before = wildx::stats();
+        install_filter(&refuse_prot_exec());
+        install_filter(&refuse_munmap_of_len(PAGE));
+        for round in 0..5 {
+            assert!(wildx::jit::compile_add_i32().is_null(), "round {round}");
+            let now = wildx::stats();
+            // One page, made in the first round, still registered and counted; every
+            // later round took it back instead of mapping another.
+            assert_eq!((now.live_pages, now.live_bytes), (before.live_pages + 1, before.live_bytes + PAGE), "{round}");
+            assert_eq!(now.allocs, before.allocs + 1, "round {round}");
+            common::assert_no_wx(&format!("compile_add_i32 round {round}"));
+        }
+    });
+}
+
+#[test]
+fn registry_storage_refusal_maps_nothing_even_where_munmap_is_refused() {
+    run_in_child("registry_storage_refusal_maps_nothing_even_where_munmap_is_refused", || {
+        // Fill the table exactly, as in `registry_storage_cannot_grow`.
+        let mut pages: Vec<*mut u8> = Vec::with_capacity(512);
+        loop {
+            let s = wildx::stats();
+            if s.live_pages == s.registry_capacity && s.registry_capacity >= 100 {
+                break;
+            }
+            pages.push(wildx::raw::alloc(64));
+        }
+        let before = wildx::stats();
+        let mut maps = [RawMaps::with_capacity(1 << 20), RawMaps::with_capacity(1 << 20)];
+        // A page's rollback munmap would be refused: a page mapped before the table
+        // grows could not be undone.
+        install_filter(&refuse_munmap_of_len(PAGE));
+        maps[0].snapshot();
+        set_address_space_limit((common::vm_size() + PAGE) as u64);
+        let raw = wildx::raw::alloc(64);
+        let limited = wildx::stats();
+        maps[1].snapshot();
+        lift_address_space_limit();
+        assert!(raw.is_null());
+        assert_eq!((limited.live_pages, limited.live_bytes), (before.live_pages, before.live_bytes));
+        assert_eq!(maps[0].text(), maps[1].text(), "nothing mapped, nothing left uncounted");
+    });
 }

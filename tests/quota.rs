@@ -191,16 +191,16 @@ fn a_page_unmapped_behind_wildxs_back_does_not_wedge_a_later_alloc_at_its_addres
     common::run_in_child("a_page_unmapped_behind_wildxs_back_does_not_wedge_a_later_alloc_at_its_address", || {
         let _x = exclusive();
         let base = wildx::stats();
-        // Room made before the hole exists, so that filling it maps nothing.
-        let mut pages = Vec::with_capacity(64);
         let p = raw::alloc(64);
         assert!(!p.is_null());
         // Misuse under test: unmap a wildx page with libc, leaving a stale registry entry.
         // SAFETY: p starts a 4096-byte mapping this test owns and never touches again.
         assert_eq!(unsafe { libc::munmap(p.cast(), 4096) }, 0);
-        // The kernel hands the hole out again (top-down, the next 4 KiB mmap lands
-        // there); the alloc that gets it must replace the stale entry, not wait for it
-        // forever.
+        // If the address is handed out again, the alloc that gets it must replace the stale
+        // entry, not wait for it forever. wildx's randomized placement never hands a freed
+        // address straight back (the kernel's own choice would: tests/hostile.rs forces that
+        // with a filter), so here the stale entry usually stays until it is freed.
+        let mut pages = Vec::new();
         let reused = loop {
             let q = raw::alloc(100);
             assert!(!q.is_null());
@@ -212,9 +212,13 @@ fn a_page_unmapped_behind_wildxs_back_does_not_wedge_a_later_alloc_at_its_addres
                 break false;
             }
         };
-        assert!(reused, "the kernel never handed the address out again: {p:p} vs {pages:?}");
-        let info = wildx::inspect(p).unwrap();
-        assert_eq!((info.len, info.state), (100, wildx::State::Writable), "a fresh entry, not the stale one");
+        if reused {
+            let info = wildx::inspect(p).unwrap();
+            assert_eq!((info.len, info.state), (100, wildx::State::Writable), "a fresh entry, not the stale one");
+        } else {
+            // The stale entry can be freed (munmap of the hole succeeds) and leaves.
+            assert_eq!(raw::free(p), 0);
+        }
         for q in pages {
             assert_eq!(raw::free(q), 0);
         }

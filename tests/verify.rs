@@ -92,7 +92,6 @@ mod feature_on {
 
     use super::*;
     use common::{assert_killed_by, child_output, is_child};
-    use wildx::sys;
 
     const OFFSET_ENV: &str = "WILDX_TAMPER_OFFSET";
 
@@ -180,9 +179,9 @@ mod feature_on {
             // SAFETY: the attack under test: make the sealed page R|W (never W|X),
             // patch `add` into `sub`, and restore R|X so the protection looks intact.
             unsafe {
-                sys::mprotect(page, 4096, sys::PROT_READ | sys::PROT_WRITE).unwrap();
+                assert_eq!(libc::mprotect(page.as_ptr().cast(), 4096, libc::PROT_READ | libc::PROT_WRITE), 0);
                 f.add(2).write_volatile(0x29);
-                sys::mprotect(page, 4096, sys::PROT_READ | sys::PROT_EXEC).unwrap();
+                assert_eq!(libc::mprotect(page.as_ptr().cast(), 4096, libc::PROT_READ | libc::PROT_EXEC), 0);
             }
             println!("expect sealed {sealed:#018x}, now {:#018x}", wildx::fnv1a64(&bytes_of(f)));
             // SAFETY: none needed: the call must abort before the bytes run.

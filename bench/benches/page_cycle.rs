@@ -95,10 +95,70 @@ fn jit_allocator_cycle(jit: &mut jit_allocator::JitAllocator) -> i32 {
     r
 }
 
+/// A random, 2 MiB-aligned address between 1 TiB and 64 TiB with a PROT_NONE anchor
+/// page mapped at it, as wildx's placement makes a window; returns the first slot.
+fn placed_region_base() -> usize {
+    let mut r = [0u8; 8];
+    // SAFETY: getrandom writes at most 8 bytes into `r`.
+    assert_eq!(unsafe { libc::getrandom(r.as_mut_ptr().cast(), 8, 0) }, 8);
+    let base = (1usize << 40) + ((u64::from_ne_bytes(r) as usize % (((1 << 46) - (1 << 40)) >> 21)) << 21);
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping; the anchor stays mapped.
+    let anchor = unsafe {
+        libc::mmap(
+            base as *mut libc::c_void,
+            4096,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    assert_eq!(anchor as usize, base);
+    base + 4096
+}
+
+/// `common::floor_cycle(true)` with the page mapped at `*cursor` (MAP_FIXED_NOREPLACE),
+/// then the cursor moved on one page, as wildx's placement does.
+fn placed_floor_cycle(cursor: &mut usize) -> i32 {
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping; a fresh anonymous page.
+    let p = unsafe {
+        libc::mmap(
+            *cursor as *mut libc::c_void,
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    *cursor += 4096;
+    if *cursor & ((2 << 20) - 1) == 0 {
+        *cursor -= (2 << 20) - 4096; // wrap to the window's first slot
+    }
+    let p = p.cast::<u8>();
+    // SAFETY: `p` starts a fresh R|W mapping of 4096 bytes.
+    unsafe { p.write_bytes(0xCC, 4096) };
+    // SAFETY: as above; 5 <= 4096.
+    unsafe { p.copy_from_nonoverlapping(ADD.as_ptr(), ADD.len()) };
+    // SAFETY: our own page, no references into it.
+    assert_eq!(unsafe { libc::mprotect(p.cast(), 4096, libc::PROT_READ | libc::PROT_EXEC) }, 0);
+    // SAFETY: the page is R|X and holds ADD until the munmap below.
+    let r = unsafe { to_fn(p) }(black_box(7), black_box(35));
+    // SAFETY: our own page, not used again.
+    unsafe { libc::munmap(p.cast(), 4096) };
+    r
+}
+
 fn page_cycle(c: &mut Criterion) {
     let mut g = c.benchmark_group("page_cycle");
     g.bench_function("floor_libc", |b| b.iter(|| common::floor_cycle(false)));
     g.bench_function("floor_libc_int3_fill", |b| b.iter(|| common::floor_cycle(true)));
+    // The floor again with wildx's placement done by hand: each page at the next
+    // address of a cursor in a region with a random base, MAP_FIXED_NOREPLACE. Its ratio
+    // to floor_libc_int3_fill is what randomized placement costs the kernel.
+    let mut cursor = placed_region_base();
+    g.bench_function("floor_libc_int3_fill_placed", |b| b.iter(|| placed_floor_cycle(&mut cursor)));
     g.bench_function("wildx_raw", |b| b.iter(wildx_raw));
     g.bench_function("wildx_typed", |b| b.iter(wildx_typed));
     g.bench_function("wildx_jit_compile_add_i32", |b| b.iter(wildx_jit));

@@ -43,16 +43,16 @@ static ALLOC: wildx_lib::MmapAlloc = wildx_lib::MmapAlloc;
 fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
     // No formatting: it would pull core::fmt into every C program for a path that should
     // never run. The location is lost; the abort is not.
-    let _ = wildx_lib::sys::write_all(wildx_lib::sys::STDERR, b"wildx: panic in libwildx.a, aborting\n");
-    wildx_lib::sys::abort()
+    let _ = wildx_lib::rt::write_stderr(b"wildx: panic in libwildx.a, aborting\n");
+    wildx_lib::rt::abort()
 }
 
 /// The body of the weak `rust_eh_personality`: wildx never unwinds, so a personality
 /// query means something is badly wrong.
 #[cfg(not(test))]
 extern "C" fn eh_personality_abort() -> ! {
-    let _ = wildx_lib::sys::write_all(wildx_lib::sys::STDERR, b"wildx: unwinding through libwildx.a, aborting\n");
-    wildx_lib::sys::abort()
+    let _ = wildx_lib::rt::write_stderr(b"wildx: unwinding through libwildx.a, aborting\n");
+    wildx_lib::rt::abort()
 }
 
 // A weak definition in its own section: `--gc-sections` drops it when nothing refers to

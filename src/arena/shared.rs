@@ -23,7 +23,7 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::slice;
-use core::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::table::{Placement, RecState, Table};
 use crate::error::Error;
@@ -53,10 +53,10 @@ pub(crate) struct Shared {
     /// The reservation's length (whole pages).
     pub(crate) capacity: usize,
     /// Raw-surface lookups that found this arena in the registry and have not finished.
-    refs: AtomicUsize,
+    refs: AtomicU32,
     /// The thread id running a `push_with` closure under the lock, 0 if none.
     emitter: AtomicI32,
-    table: spin::Mutex<Table>,
+    table: crate::lock::Mutex<Table>,
 }
 
 // SAFETY: every mutable part is behind `table`'s lock or an atomic; `base` names a
@@ -65,7 +65,7 @@ unsafe impl Sync for Shared {}
 // SAFETY: as for Sync; nothing in it is tied to a thread.
 unsafe impl Send for Shared {}
 
-pub(crate) type Guard<'a> = spin::MutexGuard<'a, Table>;
+pub(crate) type Guard<'a> = crate::lock::MutexGuard<'a, Table>;
 
 impl Shared {
     /// Reserves `capacity` bytes (rounded up to pages) and registers the arena.
@@ -97,9 +97,9 @@ impl Shared {
             serial,
             base,
             capacity,
-            refs: AtomicUsize::new(0),
+            refs: AtomicU32::new(0),
             emitter: AtomicI32::new(0),
-            table: spin::Mutex::new(table),
+            table: crate::lock::Mutex::new(table),
         };
         // SAFETY: `state` is a fresh page-aligned mapping of at least size_of::<Shared>()
         // bytes, aligned for it (a page is more than its alignment), owned by nobody else.
@@ -128,11 +128,18 @@ impl Shared {
         // SAFETY: it was registered, hence live, and only we could unregister it.
         let this = unsafe { shared.as_ref() };
         let mut rounds = 0u32;
-        // Acquire: pairs with the Release decrement in `with_arena`, so the lookup's
-        // reads of the arena happen before we unmap it.
-        while this.refs.load(Ordering::Acquire) != 0 {
+        // SeqCst: pairs with the decrement in `end_lookup` (which then bumps the busy
+        // futex), so the lookup's reads of the arena happen before we unmap it and a
+        // sleep here cannot miss the wake.
+        while this.refs.load(Ordering::SeqCst) != 0 {
             rounds += 1;
-            if rounds < 64 { core::hint::spin_loop() } else { sys::sched_yield() }
+            if rounds < 64 {
+                core::hint::spin_loop();
+            } else {
+                // The page layer's "a busy mark ended" futex: a static word, so the last
+                // lookup never touches this arena's memory after its decrement.
+                crate::page::sleep_until_busy_ends(|| this.refs.load(Ordering::SeqCst) != 0);
+            }
         }
         // SAFETY: unregistered and unreferenced: we are the last user.
         unsafe { Shared::destroy(shared) };
@@ -277,7 +284,7 @@ impl Shared {
         let bytes = to - from;
         {
             let mut reg = REGISTRY.write();
-            if !reg.reserve(bytes) {
+            if !reg.take_arena_bytes(bytes) {
                 let (live, quota) = (reg.live_bytes() + reg.reserved(), reg.quota());
                 return Err(Error::QuotaExceeded { requested: bytes, live, quota });
             }
@@ -287,10 +294,9 @@ impl Shared {
         // SAFETY: `[from, to)` are reserved pages above `committed_end`: never accessible
         // before, so no reference to them exists.
         if let Err(errno) = unsafe { sys::mprotect(self.ptr(from), bytes, prot) } {
-            REGISTRY.write().unreserve(bytes);
+            REGISTRY.write().release_arena_bytes(bytes);
             return Err(Error::Os(errno));
         }
-        REGISTRY.write().commit_arena_bytes(bytes);
         Ok(())
     }
 
@@ -407,9 +413,18 @@ pub(crate) fn with_arena<T>(addr: usize, f: impl FnOnce(&Shared) -> T) -> Option
     // SAFETY: `refs` keeps the arena's state and reservation mapped until we decrement.
     let shared = unsafe { span.shared.as_ref() };
     let result = f(shared);
-    // Release: our reads of the arena happen before its drop sees the count fall.
-    shared.refs.fetch_sub(1, Ordering::Release);
+    end_lookup(shared);
     Some(result)
+}
+
+/// Ends a lookup's reference; the last one wakes a drop waiting for it.
+fn end_lookup(shared: &Shared) {
+    // SeqCst: our reads of the arena happen before its drop sees the count fall (and see
+    // `unregister_and_destroy`). After it falls to 0 the arena may be unmapped at once, so
+    // the wake goes through the page layer's static futex word, not this arena's memory.
+    if shared.refs.fetch_sub(1, Ordering::SeqCst) == 1 {
+        crate::page::busy_ended();
+    }
 }
 
 /// Whether `shared` is a live arena's state; `f` runs on it with the same protection as
@@ -428,6 +443,6 @@ pub(crate) fn with_handle<T>(shared: *const Shared, f: impl FnOnce(&Shared) -> T
     // SAFETY: as in `with_arena`.
     let this = unsafe { shared.as_ref() };
     let result = f(this);
-    this.refs.fetch_sub(1, Ordering::Release);
+    end_lookup(this);
     Some(result)
 }

@@ -46,6 +46,8 @@ static const struct {
     CODE(WILDX_E_ENTRY_ALIVE),
     CODE(WILDX_E_REENTRANT),
     CODE(WILDX_E_REJECTED),
+    CODE(WILDX_E_READ_IMPLIES_EXEC),
+    CODE(WILDX_E_WOULD_BLOCK),
 };
 
 int main(void) {

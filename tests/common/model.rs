@@ -1414,8 +1414,19 @@ impl Harness {
         let base = wildx::stats();
         assert_eq!(base.live_pages, 0, "the model needs a registry no one else is using");
         assert_eq!(base.arenas, 0, "the model needs a registry no one else is using");
-        let foreign = wildx::sys::mmap_anonymous(PAGE, wildx::sys::PROT_READ | wildx::sys::PROT_WRITE)
-            .expect("map the foreign page");
+        // SAFETY: a fresh anonymous mapping at an address the kernel picks disturbs nothing.
+        let foreign = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(foreign, libc::MAP_FAILED, "map the foreign page");
+        let foreign = std::ptr::NonNull::new(foreign.cast::<u8>()).expect("map the foreign page");
         // SAFETY: `foreign` is a fresh R|W mapping of PAGE bytes that only we know about.
         unsafe { foreign.as_ptr().write_bytes(FOREIGN_FILL, PAGE) };
         let mem = std::fs::OpenOptions::new().read(true).write(true).open("/proc/self/mem").expect("/proc/self/mem");
@@ -2280,6 +2291,6 @@ impl Drop for Harness {
         }
         wildx::set_quota(DEFAULT_QUOTA);
         // SAFETY: `foreign` is the mapping `new` made, PAGE bytes, used by nothing else.
-        let _ = unsafe { wildx::sys::munmap(self.foreign, PAGE) };
+        let _ = unsafe { libc::munmap(self.foreign.as_ptr().cast(), PAGE) };
     }
 }

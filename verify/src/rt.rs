@@ -31,11 +31,11 @@ pub const PANIC_EXIT: i32 = 101;
 static ALLOC: wildx::MmapAlloc = wildx::MmapAlloc;
 
 /// Ends the process with `code` after writing `line` (one line, ending in `\n`) to
-/// stderr with one raw `write`.
+/// stderr (best effort: a closed stderr loses the line, not the exit code).
 pub fn fail(code: i32, line: &str) -> ! {
     // Best effort: nothing can be done if stderr is closed; the exit code still tells.
-    let _ = wildx::sys::write(wildx::sys::STDERR, line.as_bytes());
-    wildx::sys::exit_group(code)
+    let _ = wildx::rt::write_stderr(line.as_bytes());
+    wildx::rt::exit(code)
 }
 
 /// The ELF entry point. The kernel enters with `rsp` pointing at `argc` (16-byte
@@ -60,7 +60,7 @@ pub unsafe extern "C" fn _start() -> ! {
 /// Runs the program and exits with its code. `_sp` is the initial stack pointer
 /// (`argc`, `argv`, `envp`, auxv); no binary here needs it.
 extern "C" fn entry(_sp: *const usize) -> ! {
-    wildx::sys::exit_group(crate::run())
+    wildx::rt::exit(crate::run())
 }
 
 #[panic_handler]
@@ -88,8 +88,8 @@ fn panic(info: &PanicInfo) -> ! {
         line.push(digits.get(start..).unwrap_or_default());
     }
     line.push(b"\n");
-    let _ = wildx::sys::write(wildx::sys::STDERR, line.buf.get(..line.len).unwrap_or_default());
-    wildx::sys::exit_group(PANIC_EXIT)
+    let _ = wildx::rt::write_stderr(line.buf.get(..line.len).unwrap_or_default());
+    wildx::rt::exit(PANIC_EXIT)
 }
 
 /// A fixed line buffer that truncates instead of panicking.
@@ -113,7 +113,7 @@ impl Line {
 /// `liballoc`'s landing pads name it; aborts if anything ever does call it.
 #[unsafe(no_mangle)]
 pub extern "C" fn rust_eh_personality() {
-    wildx::sys::abort()
+    wildx::rt::abort()
 }
 
 /// Copies `n` bytes from `src` to `dest` (`rep movsb`). Returns `dest`.

@@ -25,9 +25,9 @@
 #[path = "../rt.rs"]
 mod rt;
 
+use wildx::PAGE_SIZE;
 use wildx::State;
 use wildx::raw::{alloc, free, seal, state, verify};
-use wildx::sys::PAGE_SIZE;
 
 /// A byte that is not a wildx page.
 static FOREIGN: u8 = 0;

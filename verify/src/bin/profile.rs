@@ -75,7 +75,9 @@ fn run() -> i32 {
     let mut plen = 0;
     push(&mut path, &mut plen, b"/tmp/perf-");
     let mut pid_digits = [0u8; 10];
-    let (mut pid, mut n) = (wildx::sys::getpid() as u32, 0);
+    // SAFETY: getpid takes no arguments, touches no memory and cannot fail.
+    let pid = unsafe { syscalls::syscall0(Sysno::getpid) }.unwrap_or(0);
+    let (mut pid, mut n) = (pid as u32, 0);
     loop {
         pid_digits[9 - n] = b'0' + (pid % 10) as u8;
         pid /= 10;

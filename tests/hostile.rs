@@ -1,0 +1,660 @@
+//! Hostile environments: a process that is not quiet and default. Each case runs in a
+//! child process (a personality, a signal disposition, a redirected stderr or a
+//! scheduling policy must not reach the other tests), and every child that could hang
+//! without the fix under test runs under a deadline.
+//!
+//! `unsafe` is needed for the libc calls that set such a process up (`personality`,
+//! `pipe2`, `dup2`, `munmap` behind wildx's back, ...).
+
+#![allow(unsafe_code)]
+
+mod common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{describe, is_child, run_in_child};
+use wildx::{Error, Page, State};
+
+/// Runs test `name` in a child (as [`common::child_output`]) but kills it if it is not
+/// done after `deadline`, so a hang fails the test instead of hanging the suite.
+/// Returns the output and whether the deadline killed it.
+fn child_with_deadline(name: &str, deadline: Duration) -> (Output, bool) {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(common::CHILD_ENV, name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut killed = false;
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            killed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child.wait_with_output().unwrap(), killed)
+}
+
+/// Asserts the child finished in time and passed.
+fn assert_passed_in_time(name: &str, deadline: Duration) -> Output {
+    let (out, killed) = child_with_deadline(name, deadline);
+    assert!(!killed, "{name}: still running after {deadline:?}, killed\n{}", describe(&out));
+    common::assert_child_passed(name, &out);
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// READ_IMPLIES_EXEC
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn read_implies_exec_is_refused() {
+    run_in_child("read_implies_exec_is_refused", || {
+        let sealed = wildx::jit::compile_add_i32();
+        let writable = wildx::raw::alloc(64);
+        // SAFETY: 0xffffffff only queries the personality.
+        let persona = unsafe { libc::personality(0xffff_ffff) };
+        // SAFETY: changes how this (child) process maps memory from now on; nothing else.
+        assert_ne!(unsafe { libc::personality((persona | libc::READ_IMPLIES_EXEC) as libc::c_ulong) }, -1);
+        // The personality bites: a plain R|W mapping made now is executable.
+        // SAFETY: a fresh anonymous mapping at an address the kernel picks.
+        let probe = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert!(common::Maps::read().perms_of(probe as usize, 4096).unwrap().exec, "READ_IMPLIES_EXEC is on");
+        // SAFETY: our own probe, unmapped once.
+        unsafe { libc::munmap(probe, 4096) };
+
+        let before = wildx::stats();
+        assert!(wildx::raw::alloc(64).is_null());
+        assert_eq!(Page::new(64).unwrap_err(), Error::ReadImpliesExec);
+        assert!(wildx::jit::compile_add_i32().is_null());
+        let after = wildx::stats();
+        assert_eq!((after.live_pages, after.allocs), (before.live_pages, before.allocs), "no page mapped");
+        assert_eq!(after.refusals, before.refusals + 3);
+        assert_eq!(
+            Error::ReadImpliesExec.to_string(),
+            "the READ_IMPLIES_EXEC personality would make writable pages executable"
+        );
+        // Pages mapped before the change keep working: seal, call, free.
+        assert_eq!(wildx::jit::install_add_i32(writable), 0);
+        assert_eq!(wildx::raw::seal(writable), 0);
+        // SAFETY: both pages hold the sealed add.
+        assert_eq!(unsafe { wildx::jit::call_i32_i32(writable, 40, 2) + wildx::jit::call_i32_i32(sealed, 0, 0) }, 42);
+        assert_eq!(wildx::raw::free(writable) + wildx::raw::free(sealed), 0);
+        // Back to the default personality: allocation works again.
+        // SAFETY: restores the personality read above.
+        unsafe { libc::personality(persona as libc::c_ulong) };
+        let add = wildx::jit::compile_add().unwrap();
+        assert_eq!(add.call((40, 2)), 42);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// A stale typed handle
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn stale_handle_never_acts_on_a_later_page_at_its_address() {
+    run_in_child("stale_handle_never_acts_on_a_later_page_at_its_address", || {
+        // Placement never hands a freed address out again; make it fall back to the
+        // kernel's choice (which does) by refusing every MAP_FIXED_NOREPLACE mmap.
+        install_filter(&refuse_noreplace_and_name(libc::EEXIST, None));
+        let stale = Page::new(64).unwrap();
+        let addr = stale.as_ptr();
+        // SAFETY: the attack under test: unmap a wildx page behind wildx's back. The
+        // handle is never used to touch the bytes again.
+        assert_eq!(unsafe { libc::munmap(addr as *mut libc::c_void, 4096) }, 0);
+        // The kernel hands the address out again (it usually does at once); keep every
+        // page until one lands there, as a typed page and then as a raw one.
+        let mut others = Vec::new();
+        let fresh = loop {
+            let page = Page::new(64).unwrap();
+            if page.as_ptr() == addr {
+                break page;
+            }
+            others.push(page);
+            assert!(others.len() < 10_000, "the kernel never reused {addr:p}");
+        };
+        // The stale handle's drop is refused: the fresh page stays live and owned.
+        drop(stale);
+        let info = wildx::inspect(addr).expect("the fresh page is still registered");
+        assert!(info.held_by_handle && info.state == State::Writable);
+        let mut fresh = fresh;
+        wildx::jit::install_add(&mut fresh).unwrap();
+        // SAFETY: the page holds the add.
+        let add = unsafe { fresh.seal::<wildx::jit::AddI32>() }.unwrap();
+        assert_eq!(add.call((40, 2)), 42);
+        let before = wildx::stats();
+        drop(add);
+        assert_eq!(wildx::stats().frees, before.frees + 1, "the owner's own drop frees it");
+        assert_eq!(wildx::raw::state(addr), None);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// The abort path
+// ---------------------------------------------------------------------------------------
+
+/// How a child sets up its stderr before aborting.
+#[derive(Clone, Copy)]
+enum Stderr {
+    /// A pipe whose buffer is full and whose reader never reads.
+    FullPipe,
+    /// A pipe whose read end is closed.
+    BrokenPipe,
+    /// fd 2 closed.
+    Closed,
+}
+
+fn redirect_stderr(how: Stderr) {
+    let mut fds = [0; 2];
+    match how {
+        Stderr::FullPipe => {
+            // SAFETY: pipe2 writes two descriptors into `fds`; the writes go to our own
+            // pipe from a live buffer; fcntl and dup2 only change descriptors we own.
+            unsafe {
+                assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK), 0);
+                let chunk = [b'x'; 4096];
+                while libc::write(fds[1], chunk.as_ptr().cast(), chunk.len()) > 0 {}
+                assert_eq!(libc::fcntl(fds[1], libc::F_SETFL, 0), 0, "blocking again");
+                assert_eq!(libc::dup2(fds[1], 2), 2);
+                // fds[0] stays open and unread: the pipe stays full, not broken.
+            }
+        }
+        Stderr::BrokenPipe => {
+            // SAFETY: as above; SIGPIPE back to its default (the Rust runtime ignores it,
+            // a C program does not), so a write to the broken pipe would kill us by it.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+                libc::close(fds[0]);
+                assert_eq!(libc::dup2(fds[1], 2), 2);
+            }
+        }
+        Stderr::Closed => {
+            // SAFETY: closes our own stderr.
+            unsafe { libc::close(2) };
+        }
+    }
+}
+
+fn abort_under(name: &str, how: Stderr, abort: fn()) {
+    if is_child(name) {
+        redirect_stderr(how);
+        abort();
+        println!("the abort path returned");
+        return;
+    }
+    let (out, killed) = child_with_deadline(name, Duration::from_secs(20));
+    assert!(!killed, "{name}: the abort path blocked\n{}", describe(&out));
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{name}: {:?}\n{}", out.status, describe(&out));
+}
+
+fn rt_abort() {
+    wildx::rt::abort_with_message(b"wildx-test: aborting\n");
+}
+
+#[test]
+fn abort_with_a_full_stderr_pipe() {
+    abort_under("abort_with_a_full_stderr_pipe", Stderr::FullPipe, rt_abort);
+}
+
+#[test]
+fn abort_with_a_broken_stderr_pipe() {
+    abort_under("abort_with_a_broken_stderr_pipe", Stderr::BrokenPipe, rt_abort);
+}
+
+#[test]
+fn abort_with_stderr_closed() {
+    abort_under("abort_with_stderr_closed", Stderr::Closed, rt_abort);
+}
+
+#[cfg(feature = "verify-on-call")]
+mod tampered {
+    use super::*;
+
+    /// A sealed add, tampered through /proc/self/mem, then called.
+    fn tampered_call() {
+        let f = wildx::jit::compile_add_i32();
+        common::poke(f.wrapping_add(2), &[0x29]);
+        // SAFETY: none needed: the call must abort before the bytes run.
+        let r = unsafe { wildx::jit::call_i32_i32(f, 7, 35) };
+        println!("tampered code ran and returned {r}");
+    }
+
+    #[test]
+    fn tampered_call_with_a_full_stderr_pipe() {
+        abort_under("tampered::tampered_call_with_a_full_stderr_pipe", Stderr::FullPipe, tampered_call);
+    }
+
+    #[test]
+    fn tampered_call_with_a_broken_stderr_pipe() {
+        abort_under("tampered::tampered_call_with_a_broken_stderr_pipe", Stderr::BrokenPipe, tampered_call);
+    }
+
+    #[test]
+    fn tampered_call_with_stderr_closed() {
+        abort_under("tampered::tampered_call_with_stderr_closed", Stderr::Closed, tampered_call);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Bounded spinning
+// ---------------------------------------------------------------------------------------
+
+/// Pins the calling thread (and the threads it creates afterwards) to CPU 0.
+fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set), 0);
+    }
+}
+
+/// Makes the calling thread SCHED_FIFO priority 1 (needs CAP_SYS_NICE or RLIMIT_RTPRIO).
+fn become_fifo() {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: sets the calling thread's policy from a live sched_param.
+    let r = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    assert_eq!(r, 0, "SCHED_FIFO needs CAP_SYS_NICE or RLIMIT_RTPRIO");
+}
+
+/// A SCHED_FIFO thread verifies a page while another thread, preempted by it on the only
+/// CPU, is sealing that page (BUSY while it hashes 4 MiB). A waiter that only spins
+/// (or yields, which never lets a lower-priority thread run) would wait for the
+/// kernel's RT throttling, about a second; the verify must sleep, let the seal finish,
+/// and succeed. The same in the other direction: an alloc (registry writer) from the
+/// FIFO thread while the preempted one holds the registry read lock for a long verify.
+#[test]
+fn fifo_waiters_behind_a_preempted_seal_or_verify_sleep() {
+    const NAME: &str = "fifo_waiters_behind_a_preempted_seal_or_verify_sleep";
+    if !is_child(NAME) {
+        assert_passed_in_time(NAME, Duration::from_secs(30));
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    const LEN: usize = 4 << 20;
+    static GO: AtomicBool = AtomicBool::new(false);
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    pin_to_cpu0();
+    for case in ["verify behind a seal", "alloc behind a verify"] {
+        GO.store(false, SeqCst);
+        let page = wildx::raw::alloc(LEN);
+        assert!(!page.is_null());
+        if case == "alloc behind a verify" {
+            assert_eq!(wildx::raw::seal(page), 0);
+        }
+        PAGE.store(page as usize, SeqCst);
+        let waiter = std::thread::spawn(move || {
+            become_fifo();
+            while !GO.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Let the other thread get well inside its hash, then preempt it.
+            std::thread::sleep(Duration::from_millis(3));
+            let start = Instant::now();
+            let p = PAGE.load(SeqCst) as *mut u8;
+            let ok = if case == "verify behind a seal" {
+                wildx::raw::verify(p) == 0
+            } else {
+                let q = wildx::raw::alloc(1);
+                !q.is_null() && wildx::raw::free(q) == 0
+            };
+            (ok, start.elapsed())
+        });
+        let start = Instant::now();
+        GO.store(true, SeqCst);
+        if case == "verify behind a seal" {
+            assert_eq!(wildx::raw::seal(page), 0);
+        } else {
+            assert_eq!(wildx::raw::verify(page), 0);
+        }
+        let busy = start.elapsed();
+        let (ok, waited) = waiter.join().unwrap();
+        println!("{case}: the operation took {busy:?}, the FIFO waiter waited {waited:?}");
+        assert!(ok, "{case}: the waiter's call failed");
+        assert!(busy > Duration::from_millis(6), "{case}: the page must take longer to hash than the waiter sleeps");
+        assert!(waited < Duration::from_millis(500), "{case}: the FIFO waiter waited {waited:?}");
+        assert_eq!(wildx::raw::free(page), 0);
+    }
+    println!("{}{NAME}", common::CHILD_DONE);
+}
+
+// ---------------------------------------------------------------------------------------
+// fork
+// ---------------------------------------------------------------------------------------
+
+/// 200 forks while two threads allocate, seal, call, verify and free pages as fast as
+/// they can. With the atfork hooks registered, every child allocates, seals, calls and
+/// frees a page and exits 0 within its deadline (without them some children hang: the
+/// fork copies a reader count, a held lock or a BUSY mark of a thread that does not
+/// exist in the child).
+#[test]
+fn two_hundred_forks_while_two_threads_cycle_pages() {
+    const NAME: &str = "two_hundred_forks_while_two_threads_cycle_pages";
+    if !is_child(NAME) {
+        assert_passed_in_time(NAME, Duration::from_secs(120));
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let (prepare, parent, child) = (wildx::atfork_prepare, wildx::atfork_parent, wildx::atfork_child);
+    // SAFETY: registers three functions that take and return nothing; wildx's hooks.
+    let registered = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    assert_eq!(registered, 0);
+    let cyclers: Vec<_> = (0..2)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !STOP.load(Relaxed) {
+                    if i == 0 {
+                        let f = wildx::jit::compile_add_i32();
+                        assert_eq!(wildx::raw::verify(f), 0);
+                        // SAFETY: f is a sealed add, freed only after the call.
+                        assert_eq!(unsafe { wildx::jit::call_i32_i32(f, 40, 2) }, 42);
+                        assert_eq!(wildx::jit::free(f), 0);
+                    } else {
+                        let add = wildx::jit::compile_add().unwrap();
+                        assert_eq!(add.call((40, 2)), 42);
+                        assert!(add.verify().is_ok());
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut hung = 0;
+    for round in 0..200 {
+        // SAFETY: the child runs only wildx calls and _exit (no allocation, no locks of
+        // the Rust runtime), which is what a forked child of a threaded process may do.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let f = wildx::jit::compile_add_i32();
+            // SAFETY: f is null (checked first) or a sealed add.
+            let ok = !f.is_null() && unsafe { wildx::jit::call_i32_i32(f, 40, 2) } == 42 && wildx::jit::free(f) == 0;
+            // SAFETY: ends the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let start = Instant::now();
+        let mut status = 0;
+        loop {
+            // SAFETY: waits for our own child; writes one int.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                // SAFETY: kills and reaps our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                hung += 1;
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 || hung > 0,
+            "child {round}: status {status:#x}"
+        );
+    }
+    STOP.store(true, Relaxed);
+    let cycles: u64 = cyclers.into_iter().map(|t| t.join().unwrap()).sum();
+    println!("200 forks, {hung} children hung, {cycles} page cycles by the two threads meanwhile");
+    assert_eq!(hung, 0, "children hung");
+    println!("{}{NAME}", common::CHILD_DONE);
+}
+
+// ---------------------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------------------
+
+mod prof {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+    /// The page the handler asks about (the main thread's current one).
+    pub static PAGE: AtomicUsize = AtomicUsize::new(0);
+    pub static ANSWERS: AtomicU64 = AtomicU64::new(0);
+    pub static WOULD_BLOCK: AtomicU64 = AtomicU64::new(0);
+    pub static OTHER: AtomicU64 = AtomicU64::new(0);
+
+    /// The SIGPROF handler: async-signal-safe queries only, counted in atomics.
+    pub extern "C" fn on_prof(_: libc::c_int) {
+        let p = PAGE.load(Relaxed) as *const u8;
+        let counter = match (wildx::signal_safe::inspect(p), wildx::signal_safe::verify(p)) {
+            (Err(wildx::Error::WouldBlock), _) | (_, Err(wildx::Error::WouldBlock)) => &WOULD_BLOCK,
+            (
+                Ok(_),
+                Ok(_) | Err(wildx::Error::Null | wildx::Error::NotRegistered | wildx::Error::WrongState { .. }),
+            ) => &ANSWERS,
+            _ => &OTHER,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+}
+
+/// A SIGPROF timer (`timer_create`, CLOCK_MONOTONIC, delivered to the main thread itself)
+/// fires every 100 us while the main thread runs 1 M wildx operations (alloc + install + seal, verify, inspect, free, in turn) and a second
+/// thread cycles pages (so writers are often pending). The handler asks
+/// `signal_safe::inspect` and `signal_safe::verify` about the main thread's current
+/// page: each answers or says `WouldBlock`, and the child finishes within its deadline
+/// (with `wildx::inspect` in the handler it deadlocks).
+#[test]
+fn sigprof_every_100us_over_a_million_operations() {
+    const NAME: &str = "sigprof_every_100us_over_a_million_operations";
+    if !is_child(NAME) {
+        let out = assert_passed_in_time(NAME, Duration::from_secs(180));
+        println!("{}", String::from_utf8_lossy(&out.stdout));
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let mut timer: libc::timer_t = std::ptr::null_mut();
+    // SAFETY: installs a handler that only makes async-signal-safe calls and touches
+    // atomics; creates and arms a timer that sends SIGPROF to this thread every 100 us.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = prof::on_prof as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        assert_eq!(libc::sigaction(libc::SIGPROF, &action, std::ptr::null_mut()), 0);
+        let mut event: libc::sigevent = std::mem::zeroed();
+        event.sigev_notify = libc::SIGEV_THREAD_ID;
+        event.sigev_signo = libc::SIGPROF;
+        event.sigev_notify_thread_id = libc::gettid();
+        assert_eq!(libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer), 0);
+        let every = libc::timespec { tv_sec: 0, tv_nsec: 100_000 };
+        let spec = libc::itimerspec { it_interval: every, it_value: every };
+        assert_eq!(libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()), 0);
+    }
+    let other = std::thread::spawn(|| {
+        let mut n = 0u64;
+        while !STOP.load(Relaxed) {
+            let f = wildx::jit::compile_add_i32();
+            assert_eq!(wildx::jit::free(f), 0);
+            n += 1;
+        }
+        n
+    });
+    let mut f = std::ptr::null_mut();
+    for op in 0..1_000_000u32 {
+        match op % 4 {
+            0 => {
+                f = wildx::jit::compile_add_i32();
+                assert!(!f.is_null());
+                prof::PAGE.store(f as usize, Relaxed);
+            }
+            1 => assert_eq!(wildx::raw::verify(f), 0),
+            2 => assert!(wildx::inspect(f).is_some()),
+            _ => assert_eq!(wildx::jit::free(f), 0),
+        }
+    }
+    STOP.store(true, Relaxed);
+    let cycles = other.join().unwrap();
+    // SAFETY: deletes the timer created above.
+    unsafe { libc::timer_delete(timer) };
+    let (answers, blocked, other) =
+        (prof::ANSWERS.load(Relaxed), prof::WOULD_BLOCK.load(Relaxed), prof::OTHER.load(Relaxed));
+    println!("SIGPROF: {answers} answers, {blocked} WouldBlock, {other} other; {cycles} cycles on the second thread");
+    assert_eq!(other, 0, "only answers or WouldBlock");
+    assert!(answers + blocked >= 1000, "the timer fired too rarely to mean anything");
+    println!("{}{NAME}", common::CHILD_DONE);
+}
+
+// ---------------------------------------------------------------------------------------
+// Placement and names
+// ---------------------------------------------------------------------------------------
+
+/// A seccomp filter (on the calling thread) that fails `mmap` with `MAP_FIXED_NOREPLACE`
+/// with `noreplace_errno`, and `prctl(PR_SET_VMA, ..)` with `name_errno` (`Some(0)`:
+/// pretend success, `None`: allow).
+fn refuse_noreplace_and_name(noreplace_errno: i32, name_errno: Option<i32>) -> Vec<libc::sock_filter> {
+    let stmt = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
+    let ld = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let jeq = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    let jset = libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    let errno = |e: i32| libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA);
+    let name_action = match name_errno {
+        None => libc::SECCOMP_RET_ALLOW,
+        Some(e) => errno(e),
+    };
+    vec![
+        stmt(ld, 4),                             // 0: arch
+        jump(jeq, 0xc000_003e, 0, 8),            // 1: x86-64, else -> 10 allow
+        stmt(ld, 0),                             // 2: nr
+        jump(jeq, libc::SYS_mmap as u32, 0, 3),  // 3: mmap -> 4, else -> 7
+        stmt(ld, 16 + 8 * 3),                    // 4: flags (low word)
+        jump(jset, 0x10_0000, 0, 4),             // 5: MAP_FIXED_NOREPLACE -> 6, else -> 10
+        stmt(ret, errno(noreplace_errno)),       // 6
+        jump(jeq, libc::SYS_prctl as u32, 0, 2), // 7: prctl -> 8, else -> 10
+        stmt(ld, 16),                            // 8: option (low word)
+        jump(jeq, 0x5356_4d41, 1, 0),            // 9: PR_SET_VMA -> 11, else -> 10
+        stmt(ret, libc::SECCOMP_RET_ALLOW),      // 10
+        stmt(ret, name_action),                  // 11
+    ]
+}
+
+/// Installs `program` as a seccomp filter on the calling thread.
+fn install_filter(program: &[libc::sock_filter]) {
+    let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes no pointers; seccomp copies `prog` and the
+    // program it points to (both live here) before returning.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog), 0);
+    }
+}
+
+/// How often, over `cycles` alloc/free cycles, the next page lands on the address just
+/// freed.
+fn reuse_rate(cycles: u32) -> f64 {
+    let mut last = std::ptr::null_mut();
+    let mut reused = 0u32;
+    for _ in 0..cycles {
+        let p = wildx::raw::alloc(64);
+        assert!(!p.is_null());
+        if p == last {
+            reused += 1;
+        }
+        assert_eq!(wildx::raw::free(p), 0);
+        last = p;
+    }
+    f64::from(reused) / f64::from(cycles)
+}
+
+/// Over 100 000 alloc/free cycles the next page lands on the address just freed in
+/// under 1% of them (measured here: 0). Without placement (every randomized mmap refused
+/// by a filter, so the kernel chooses) it is close to 100%, which shows the measure
+/// bites.
+#[test]
+fn freed_addresses_are_not_handed_straight_back() {
+    run_in_child("freed_addresses_are_not_handed_straight_back", || {
+        let placed = reuse_rate(100_000);
+        println!("reuse with placement: {:.4}%", placed * 100.0);
+        assert!(placed < 0.01, "reuse rate {placed}");
+        install_filter(&refuse_noreplace_and_name(libc::EEXIST, None));
+        let kernel = reuse_rate(1000);
+        println!("reuse with the kernel's choice: {:.1}%", kernel * 100.0);
+        assert!(kernel > 0.5, "the kernel's own reuse rate was expected to be high: {kernel}");
+    });
+}
+
+/// Pages from one placement window are adjacent and merge: 100 000 live pages take a
+/// few hundred kernel mappings (two per 2 MiB window: its anchor and its pages), far
+/// below `vm.max_map_count` (65 530); the pages' mappings are gone after the frees.
+#[test]
+fn a_hundred_thousand_live_pages_fit_in_few_mappings() {
+    run_in_child("a_hundred_thousand_live_pages_fit_in_few_mappings", || {
+        wildx::set_quota(1 << 30);
+        let count = || std::fs::read_to_string("/proc/self/maps").unwrap().lines().count();
+        let before = count();
+        let pages: Vec<*mut u8> = (0..100_000).map(|_| wildx::raw::alloc(64)).collect();
+        assert!(pages.iter().all(|p| !p.is_null()));
+        let during = count();
+        println!("100 000 live pages: {before} -> {during} mappings");
+        assert!(during - before < 1000, "{before} -> {during} mappings");
+        for p in pages {
+            assert_eq!(wildx::raw::free(p), 0);
+        }
+        // What stays: one PROT_NONE anchor page per window (no memory).
+        let after = count();
+        println!("after the frees: {after} mappings");
+        assert!(after - before <= (during - before) / 2 + 2, "{before} -> {after} mappings");
+    });
+}
+
+/// Names, as the kernel answers: on a kernel that names anonymous mappings, wildx pages
+/// show `[anon:wildx]`; on one that refuses (this one: EINVAL) pages are made exactly
+/// as before.
+#[test]
+fn mapping_names_as_the_kernel_answers() {
+    run_in_child("mapping_names_as_the_kernel_answers", || {
+        let add = wildx::jit::compile_add().unwrap();
+        assert_eq!(add.call((40, 2)), 42);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let probe = wildx::raw::alloc(1);
+        // SAFETY: names our own page (a fresh R|W page); changes nothing else.
+        let kernel_names = unsafe { libc::prctl(0x5356_4d41, 0, probe as libc::c_ulong, 4096, c"probe".as_ptr()) } == 0;
+        println!("this kernel names anonymous mappings: {kernel_names}");
+        assert_eq!(maps.contains("[anon:wildx]"), kernel_names, "named iff the kernel names");
+        assert_eq!(wildx::raw::free(probe), 0);
+    });
+}
+
+/// Names, with the other answers forced by a filter in a fresh process: success first
+/// (wildx then keeps naming), then ENOMEM and EINVAL (ignored): every page still
+/// allocates, seals, runs and frees, and nothing is W|X.
+#[test]
+fn mapping_names_degrade_quietly() {
+    run_in_child("mapping_names_degrade_quietly", || {
+        for errno in [0, libc::ENOMEM, libc::EINVAL] {
+            install_filter(&refuse_noreplace_and_name(libc::EEXIST, Some(errno)));
+            let add = wildx::jit::compile_add().unwrap();
+            assert_eq!(add.call((40, errno)), 40 + errno, "pages work when naming says {errno}");
+            let p = wildx::raw::alloc(100);
+            assert_eq!(wildx::raw::seal(p), 0);
+            assert_eq!(wildx::raw::free(p), 0);
+        }
+        common::assert_no_wx("after the naming cases");
+    });
+}
