@@ -642,37 +642,8 @@ pub(crate) fn mmap_file(len: usize, prot: u32, fd: i32, offset: u64) -> Result<N
 
 // ---- arena: reservations and releases ----
 
-/// `MAP_NORESERVE`: do not reserve swap for the mapping (an arena's reservation is mostly
-/// never touched).
-pub const MAP_NORESERVE: u32 = 0x4000;
 /// `MADV_DONTNEED`: drop the pages' contents; private anonymous memory reads back zero.
 pub const MADV_DONTNEED: u32 = 4;
-/// Reserves `len` bytes of address space, inaccessible (`PROT_NONE`, private, anonymous,
-/// `MAP_NORESERVE`): a range nothing else will be placed in until it is unmapped.
-///
-/// Creating a new mapping where the kernel chooses cannot disturb existing memory, so
-/// this is safe.
-///
-/// # Errors
-/// `EINVAL` for a zero length, `ENOMEM` when the address space or the map count is
-/// exhausted.
-pub fn mmap_reserve(len: usize) -> Result<NonNull<u8>, Errno> {
-    // SAFETY: null hint, no MAP_FIXED: the kernel picks an unused range; nothing is
-    // dereferenced.
-    let ret = unsafe {
-        syscalls::syscall6(
-            Sysno::mmap,
-            0,
-            len,
-            PROT_NONE as usize,
-            (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE) as usize,
-            usize::MAX, // fd -1
-            0,
-        )
-    };
-    let addr = check(ret)?;
-    NonNull::new(addr as *mut u8).ok_or(Errno::ENOMEM)
-}
 
 /// Tells the kernel it may drop the contents of the pages covering `[addr, addr + len)`
 /// (`madvise(MADV_DONTNEED)`): their memory goes back to the system.

@@ -636,3 +636,39 @@ fn a_push_that_falls_back_to_an_exact_commit_records_only_what_it_committed() {
         assert_eq!((after.arena_bytes, after.live_bytes), (stats0.arena_bytes, stats0.live_bytes));
     });
 }
+
+#[test]
+fn arenas_refuse_read_implies_exec() {
+    run_in_child("arenas_refuse_read_implies_exec", || {
+        let arena = Arena::new(1 << 20).unwrap();
+        arena.push(&ret_const(1)).unwrap(); // commits the first pages before the switch
+        // SAFETY: personality only changes how this (child) process's later mappings are
+        // made; READ_IMPLIES_EXEC would make every readable mapping executable.
+        let old = unsafe { libc::personality(0xffff_ffff) };
+        // SAFETY: as above.
+        assert_ne!(unsafe { libc::personality((old as libc::c_ulong) | 0x0040_0000) }, -1);
+        assert_eq!(Arena::new(1 << 20).err(), Some(Error::ReadImpliesExec));
+        // A push that needs fresh pages is refused too (they would be rwx); one that fits
+        // in pages already made R|W (before the switch) is not.
+        assert!(arena.push(&ret_const(2)).is_ok());
+        assert_eq!(arena.push(&vec![0xc3; 1 << 17]).err(), Some(Error::ReadImpliesExec));
+        assert_no_wx("READ_IMPLIES_EXEC");
+    });
+}
+
+#[test]
+fn a_new_arena_does_not_land_where_the_last_one_was() {
+    run_in_child("a_new_arena_does_not_land_where_the_last_one_was", || {
+        let mut same = 0;
+        let mut last = Arena::new(1 << 16).unwrap().base();
+        for _ in 0..1000 {
+            let arena = Arena::new(1 << 16).unwrap();
+            if arena.base() == last {
+                same += 1;
+            }
+            last = arena.base();
+        }
+        println!("arena reuse of the address just dropped: {same} of 1000");
+        assert!(same < 10, "{same} of 1000 arenas landed where the previous one was");
+    });
+}

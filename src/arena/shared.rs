@@ -68,14 +68,17 @@ unsafe impl Send for Shared {}
 pub(crate) type Guard<'a> = crate::lock::MutexGuard<'a, Table>;
 
 impl Shared {
-    /// Reserves `capacity` bytes (rounded up to pages) and registers the arena.
-    /// Syscalls: `mmap` (the reservation and the state's own page), `munmap` on failure.
+    /// Reserves `capacity` bytes (rounded up to pages) at a random address and registers
+    /// the arena. Syscalls: `getrandom` and `mmap` (the reservation, the record table and
+    /// the state's own page), `prctl` (the mapping's name), `munmap` on failure.
     pub(crate) fn create(capacity: usize) -> Result<NonNull<Shared>, Error> {
         if capacity == 0 {
             return Err(Error::ZeroLength);
         }
         let capacity = crate::registry::checked_round_to_pages(capacity).ok_or(Error::LengthOverflow)?;
-        let base = sys::mmap_reserve(capacity).map_err(Error::Os)?;
+        // At a random address (crate::placement), named `wildx-arena` where the kernel
+        // names mappings; refused under READ_IMPLIES_EXEC.
+        let base = crate::execmem::reserve(capacity)?;
         let table = match Table::new(capacity) {
             Ok(table) => table,
             Err(error) => {
@@ -282,6 +285,10 @@ impl Shared {
 
     fn commit_range(&self, from: usize, to: usize) -> Result<(), Error> {
         let bytes = to - from;
+        // The personality can change at any time; under it, R|W pages would be rwx.
+        if sys::read_implies_exec() {
+            return Err(Error::ReadImpliesExec);
+        }
         {
             let mut reg = REGISTRY.write();
             if !reg.take_arena_bytes(bytes) {
