@@ -24,6 +24,8 @@ use core::fmt;
 mod abi;
 #[cfg(feature = "validate")]
 pub(crate) mod decode;
+#[cfg(all(test, feature = "validate"))]
+mod reference;
 #[cfg(feature = "validate")]
 mod rules;
 #[cfg(feature = "validate")]
