@@ -229,7 +229,8 @@ fn flow(
                     Flow::Ret => (None, None),
                     Flow::Trap => return Err(fail(Rule::Trap)),
                 };
-                for t in [a, b].into_iter().flatten() {
+                for t in [a, b] {
+                    let Some(t) = t else { break };
                     if t >= n {
                         return Err(fail(Rule::FallsOffEnd));
                     }
@@ -254,7 +255,9 @@ fn flow(
             nodes[i].flags &= !PENDING;
             let fail = |rule| Violation { offset: at, rule };
             let (a, b) = step(code, abi, &insn, at, i, target, &mut s).map_err(fail)?;
-            for t in [a, b].into_iter().flatten() {
+            // The successors in order: the fall-through first, then a jcc's target.
+            for t in [a, b] {
+                let Some(t) = t else { break };
                 if t >= n {
                     return Err(fail(Rule::FallsOffEnd));
                 }
