@@ -538,4 +538,40 @@ mod tests {
             agree(&nops);
         }
     }
+
+    /// The kept scratch mapping is used by one check at a time: threads checking
+    /// different mid-size code at once, each with a different verdict, all get their own
+    /// code's answer, the reference's.
+    #[test]
+    fn kept_scratch_is_not_shared() {
+        let pool = pool();
+        let codes: Vec<Vec<u8>> = (0..8u64)
+            .map(|k| {
+                let mut rng = Rng(0x1234_5678 + k);
+                let mut code = Vec::new();
+                while code.len() < 600 + 300 * k as usize {
+                    code.extend_from_slice(&pool[rng.below(pool.len())]);
+                }
+                code.push(0xc3);
+                code
+            })
+            .collect();
+        let expected: Vec<_> =
+            codes.iter().map(|c| (super::old::check(c, None), super::old::check(c, abis()[2]))).collect();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (codes, expected) = (&codes, &expected);
+                s.spawn(move || {
+                    for round in 0..300 {
+                        let k = (t * 3 + round) % codes.len();
+                        let got = (rules::check(&codes[k], None), rules::check(&codes[k], abis()[2]));
+                        assert_eq!(got, expected[k], "code {k}");
+                    }
+                });
+            }
+        });
+        let rules: Vec<_> = expected.iter().map(|e| (e.0.map_err(|v| v.offset), e.1.map_err(|v| v.offset))).collect();
+        // The codes differ in their verdicts or offsets, so a shared scratch would show.
+        assert!(rules.windows(2).any(|w| w[0] != w[1]), "{rules:?}");
+    }
 }

@@ -3,8 +3,9 @@
 //!
 //! Invariant owned here: a [`Buf`] hands out exactly the elements pushed into it, never
 //! uninitialised memory; a [`Mapped`] hands out room for one node per code byte, a
-//! zeroed bitmap word and a zeroed rank per 64 code bytes, and unmaps what it mapped
-//! when dropped.
+//! zeroed bitmap word and a zeroed rank per 64 code bytes, to one check at a time, and
+//! when dropped either keeps its mapping (at most one, of at most 1 MiB, process-wide)
+//! for the next check or unmaps it.
 //!
 //! This file needs `unsafe` to view written `MaybeUninit` memory and a fresh mapping as
 //! slices, and to unmap it.
@@ -12,7 +13,8 @@
 #![allow(unsafe_code)]
 
 use core::mem::MaybeUninit;
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::rules::Node;
 use crate::sys;
@@ -73,54 +75,111 @@ impl<'a, T: Copy> Buf<'a, T> {
     }
 }
 
+/// A mapping up to this size is kept for the next check rather than unmapped: checks of
+/// mid-size code (up to about 9 KiB) then make no syscall and take no page fault once
+/// the first has run.
+const KEEP_BYTES: usize = 1 << 20;
+
+/// The mapping kept between checks, or null. Its first 8 bytes hold its size. Taking it
+/// is a swap with null, so at most one check uses it at a time (signal handlers and
+/// other threads that find it taken map their own).
+static KEPT: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
+
+/// Bytes before the nodes: the mapping's size.
+const HEADER: usize = 8;
+
 /// A mapping holding room for `len` nodes, then `len / 64` (rounded up) bitmap words and
 /// as many ranks, zeroed.
 pub(crate) struct Mapped {
     ptr: NonNull<u8>,
+    /// Code bytes it is laid out for.
     len: usize,
     /// Byte offset of the bitmap words (8-aligned).
     words_at: usize,
+    /// Size of the whole mapping (at least what `len` needs; more if reused).
     bytes: usize,
 }
 
 impl Mapped {
-    /// Maps room for the scratch of `len` code bytes. Syscalls: `mmap`.
+    /// Room for the scratch of `len` code bytes: the kept mapping if it is large
+    /// enough, else a new one. Syscalls: none when the kept mapping fits; else `mmap`
+    /// (and `munmap` of a kept mapping that is too small).
     pub(crate) fn new(len: usize) -> Option<Mapped> {
         const { assert!(align_of::<Node>() <= 8) };
         let words = len.div_ceil(64);
-        let words_at = len.checked_mul(size_of::<Node>())?.next_multiple_of(8);
-        let bytes = words_at.checked_add(words.checked_mul(12)?)?;
-        let ptr = sys::mmap_anonymous(bytes, sys::PROT_READ | sys::PROT_WRITE).ok()?;
-        Some(Mapped { ptr, len, words_at, bytes })
+        let words_at = len.checked_mul(size_of::<Node>())?.checked_add(HEADER)?.next_multiple_of(8);
+        let needed = words_at.checked_add(words.checked_mul(12)?)?;
+        if let Some(kept) = NonNull::new(KEPT.swap(ptr::null_mut(), Ordering::Acquire)) {
+            // SAFETY: a pointer in KEPT is a live read-write mapping whose first 8 bytes
+            // hold its size, written before it was published with Release (paired with
+            // the Acquire above); the swap made this check its only user.
+            let size = unsafe { kept.cast::<usize>().read() };
+            let mut mapped = Mapped { ptr: kept, len, words_at, bytes: size };
+            if size >= needed {
+                // Nodes need no zeroing (written before they are read); the bitmap and
+                // ranks do.
+                let (_, starts, ranks) = mapped.parts();
+                starts.fill(0);
+                ranks.fill(0);
+                return Some(mapped);
+            }
+            // Too small: unmap it (a new, larger mapping replaces it).
+            mapped.release();
+        }
+        let ptr = sys::mmap_anonymous(needed, sys::PROT_READ | sys::PROT_WRITE).ok()?;
+        // SAFETY: `ptr` is a fresh, page-aligned read-write mapping of `needed >= 8`
+        // bytes owned by this function.
+        unsafe { ptr.cast::<usize>().write(needed) };
+        Some(Mapped { ptr, len, words_at, bytes: needed })
     }
 
     /// Room for the nodes, the bitmap words and the ranks.
     pub(crate) fn parts(&mut self) -> (&mut [MaybeUninit<Node>], &mut [u64], &mut [u32]) {
         let words = self.len.div_ceil(64);
         let base = self.ptr.as_ptr();
-        // SAFETY: the mapping is `bytes = words_at + 12 * words` bytes of zeroed,
-        // page-aligned read-write memory owned by `self` until drop. The three views are
-        // disjoint: nodes in `[0, len * size_of::<Node>()) ⊆ [0, words_at)`, words in
-        // `[words_at, words_at + 8 * words)`, ranks after them up to `bytes`; each start
-        // is aligned for its type (page-aligned base; `words_at` a multiple of 8 and
+        // SAFETY: the mapping is `bytes >= words_at + 12 * words` bytes of page-aligned
+        // read-write memory owned by `self` until drop (a fresh mapping is zeroed; a
+        // kept one had its words and ranks zeroed by `new`). The three views are
+        // disjoint and after the 8-byte header: nodes in
+        // `[HEADER, HEADER + len * size_of::<Node>()) ⊆ [HEADER, words_at)`, words in
+        // `[words_at, words_at + 8 * words)`, ranks after them; each start is aligned
+        // for its type (page-aligned base; `HEADER` and `words_at` multiples of 8, and
         // `Node`'s alignment at most 8). Any bytes are a valid `MaybeUninit<Node>`, and
-        // zero bytes valid `u64`/`u32`. `&mut self` makes the views unique for their
+        // any bytes valid `u64`/`u32`. `&mut self` makes the views unique for their
         // lifetime.
         unsafe {
             (
-                core::slice::from_raw_parts_mut(base.cast::<MaybeUninit<Node>>(), self.len),
+                core::slice::from_raw_parts_mut(base.add(HEADER).cast::<MaybeUninit<Node>>(), self.len),
                 core::slice::from_raw_parts_mut(base.add(self.words_at).cast::<u64>(), words),
                 core::slice::from_raw_parts_mut(base.add(self.words_at + 8 * words).cast::<u32>(), words),
             )
         }
     }
+
+    /// Unmaps the mapping.
+    fn release(self) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `ptr`/`bytes` are exactly a whole mapping made by `new` (its size is
+        // in its header), owned by `this`, which is not dropped; nothing borrowed from
+        // it outlives `this`.
+        let result = unsafe { sys::munmap(this.ptr, this.bytes) };
+        // munmap of a whole mapping we made cannot fail (no split); a leak if it did.
+        debug_assert!(result.is_ok());
+    }
 }
 
 impl Drop for Mapped {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`bytes` are exactly the mapping `new` made, owned by `self`; the
-        // slices borrowed from it cannot outlive `self`.
-        let result = unsafe { sys::munmap(self.ptr.cast(), self.bytes) };
+        if self.bytes <= KEEP_BYTES
+            && KEPT.compare_exchange(ptr::null_mut(), self.ptr.as_ptr(), Ordering::Release, Ordering::Relaxed).is_ok()
+        {
+            // Kept for the next check; the slices borrowed from it ended with `self`'s
+            // borrow.
+            return;
+        }
+        // SAFETY: `ptr`/`bytes` are exactly a whole mapping made by `new`, owned by
+        // `self`; the slices borrowed from it cannot outlive `self`.
+        let result = unsafe { sys::munmap(self.ptr, self.bytes) };
         // munmap of a whole mapping we made cannot fail (no split); a leak if it did.
         debug_assert!(result.is_ok());
     }
