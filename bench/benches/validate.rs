@@ -1,5 +1,6 @@
 //! The validator's speed on real compiler output (the gcc -O2 / rustc -O fixture),
-//! beside FNV-1a over the same bytes (what seal already costs per byte).
+//! beside FNV-1a over the same bytes (what seal already costs per byte), and on
+//! mid-size code (the fixture back to back).
 //! `cargo bench --features validate --bench validate`; criterion reports bytes/s.
 
 #![allow(missing_docs)]
@@ -47,6 +48,18 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    g.finish();
+
+    // Mid-size code: the fixture's functions back to back, four times (2228 bytes; the
+    // structural rules accept it, each function after the first being unreachable code
+    // that is still decoded, so this measures mostly the sweep). Past the stack scratch:
+    // the kept mapping's path.
+    let all: Vec<u8> = (0..4).flat_map(|_| funcs.iter().flatten().copied()).collect();
+    assert_eq!(wildx::validate::structural(&all), Ok(()));
+    let mut g = c.benchmark_group("validate_midsize");
+    g.throughput(Throughput::Bytes(all.len() as u64));
+    g.bench_function("structural", |b| b.iter(|| black_box(wildx::validate::structural(black_box(&all)))));
+    g.bench_function("fnv1a64", |b| b.iter(|| black_box(wildx::fnv1a64(black_box(&all)))));
     g.finish();
 }
 

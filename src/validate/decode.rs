@@ -141,6 +141,7 @@ struct D<'a> {
 }
 
 impl D<'_> {
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, Rule> {
         let v = *self.code.get(self.pos).ok_or(Rule::Truncated)?;
         self.pos += 1;
@@ -151,6 +152,7 @@ impl D<'_> {
         Ok(v)
     }
 
+    #[inline(always)]
     fn imm(&mut self, size: u8) -> Result<i64, Rule> {
         Ok(match size {
             1 => self.byte()? as i8 as i64,
@@ -167,6 +169,7 @@ impl D<'_> {
     }
 
     /// Operand size of a `v`-sized operand: 8 with REX.W, 2 with `66`, else 4.
+    #[inline(always)]
     fn osize(&self) -> u8 {
         if self.w {
             8
@@ -179,12 +182,14 @@ impl D<'_> {
 
     /// The register (mask bit) of byte register `n`: without REX, 4..=7 are
     /// `ah`/`ch`/`dh`/`bh`, parts of registers 0..=3.
+    #[inline(always)]
     fn reg8(&self, n: u8) -> u8 {
         if !self.rex && (4..8).contains(&n) { n - 4 } else { n }
     }
 
     /// Decodes ModRM (+ SIB + displacement). Returns (reg field with REX.R, r/m).
     /// `size` is the memory operand's size; `rm8` says a register r/m is a byte register.
+    #[inline(always)]
     fn modrm(&mut self, size: u8, rm8: bool) -> Result<(u8, Rm), Rule> {
         let m = self.byte()?;
         let md = m >> 6;
@@ -224,6 +229,7 @@ impl D<'_> {
 }
 
 /// The mask of registers a memory operand's address uses.
+#[inline(always)]
 fn addr_regs(mem: &Mem) -> u32 {
     let mut m = 0;
     if mem.base < 16 {
@@ -235,22 +241,13 @@ fn addr_regs(mem: &Mem) -> u32 {
     m
 }
 
-/// Builder for the result: operand reads/writes through an r/m.
-struct Out {
-    flow: Flow,
-    op: Op,
-    reads: u32,
-    writes: u32,
-    mem: Option<Mem>,
-}
-
-impl Out {
-    fn new() -> Out {
-        Out { flow: Flow::Next, op: Op::Other, reads: 0, writes: 0, mem: None }
-    }
+impl Insn {
+    /// Nothing yet: what decoding starts from.
+    pub(crate) const EMPTY: Insn = Insn { len: 0, flow: Flow::Next, op: Op::Other, reads: 0, writes: 0, mem: None };
 
     /// The r/m operand is read (`r`) and/or written (`w`); `bit` maps a register number
     /// to its mask bit.
+    #[inline(always)]
     fn rm(&mut self, rm: Rm, r: bool, w: bool, bit: fn(u8) -> u32) {
         match rm {
             Rm::Reg(n) => {
@@ -271,10 +268,12 @@ impl Out {
     }
 }
 
+#[inline(always)]
 fn gbit(n: u8) -> u32 {
     gpr(n)
 }
 
+#[inline(always)]
 fn xbit(n: u8) -> u32 {
     xmm(n)
 }
@@ -282,11 +281,24 @@ fn xbit(n: u8) -> u32 {
 /// Decodes the instruction at `code[at..]`.
 ///
 /// # Errors
+/// As [`decode_into`].
+pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
+    let mut o = Insn::EMPTY;
+    decode_into(code, at, &mut o)?;
+    Ok(o)
+}
+
+/// Decodes the instruction at `code[at..]` into `o` (which the scratch of the rules
+/// holds: the result is written once, where it is kept); returns its length.
+///
+/// # Errors
 /// [`Rule::Truncated`] if the bytes end inside it, [`Rule::Unknown`] if it is outside
 /// the subset, [`Rule::Forbidden`] for a system or trapping instruction,
 /// [`Rule::Prefix`] for a segment override, `lock` or `rep`, [`Rule::Indirect`] for an
-/// indirect or far transfer.
-pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
+/// indirect or far transfer. `o` then holds part of a decoding.
+#[inline(always)]
+pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
+    *o = Insn::EMPTY;
     let mut d = D {
         code,
         start: at,
@@ -329,9 +341,8 @@ pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
             return Err(Rule::Unknown);
         }
     }
-    let mut o = Out::new();
     if op == 0x0f {
-        two_byte(&mut d, &mut o)?;
+        two_byte(&mut d, o)?;
     } else {
         if d.cs && op != 0x90 {
             return Err(Rule::Prefix);
@@ -344,7 +355,7 @@ pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
             // An operand-size prefix on a transfer truncates rip on some processors.
             return Err(Rule::Unknown);
         }
-        one_byte(&mut d, &mut o, op)?;
+        one_byte(&mut d, o, op)?;
     }
     let len = (d.pos - at) as u8;
     let end = d.pos as i64;
@@ -355,11 +366,13 @@ pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
         Flow::Call(rel) => Flow::Call(end + rel),
         f => f,
     };
-    Ok(Insn { len, flow: o.flow, op: o.op, reads: o.reads, writes: o.writes, mem: o.mem })
+    o.len = len;
+    Ok(len)
 }
 
 /// The one-byte opcode map (SDM Vol. 2, Table A-2).
-fn one_byte(d: &mut D, o: &mut Out, op: u8) -> Result<(), Rule> {
+#[inline(never)]
+fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
     let v = d.osize();
     match op {
         // 00-3B: add, or, adc, sbb, and, sub, xor, cmp in the forms
@@ -698,6 +711,7 @@ fn one_byte(d: &mut D, o: &mut Out, op: u8) -> Result<(), Rule> {
 }
 
 /// The 8-byte slot at `[rsp]` (or, for a push, the one below it): read or written.
+#[inline(always)]
 fn stack_slot(push: bool) -> Mem {
     Mem {
         base: RSP,
@@ -721,7 +735,8 @@ enum Pfx {
 }
 
 /// The two-byte opcode map (SDM Vol. 2, Table A-3).
-fn two_byte(d: &mut D, o: &mut Out) -> Result<(), Rule> {
+#[inline(never)]
+fn two_byte(d: &mut D, o: &mut Insn) -> Result<(), Rule> {
     let op = d.byte()?;
     let v = d.osize();
     // Mandatory prefixes of the SSE rows: F2/F3 win over 66 (66 then sizes nothing).
@@ -945,7 +960,8 @@ fn two_byte(d: &mut D, o: &mut Out) -> Result<(), Rule> {
 
 /// bsf / bsr (which leave the destination unchanged for a zero source: it is read) and
 /// popcnt / tzcnt / lzcnt (which do not read it).
-fn bitscan(d: &mut D, o: &mut Out, v: u8, reads_dst: bool) -> Result<(), Rule> {
+#[inline(always)]
+fn bitscan(d: &mut D, o: &mut Insn, v: u8, reads_dst: bool) -> Result<(), Rule> {
     let (reg, rm) = d.modrm(v, false)?;
     o.rm(rm, true, false, gbit);
     if reads_dst {
@@ -956,6 +972,7 @@ fn bitscan(d: &mut D, o: &mut Out, v: u8, reads_dst: bool) -> Result<(), Rule> {
 }
 
 /// The memory size of an SSE arithmetic row by its prefix.
+#[inline(always)]
 fn sse_size(pfx: Pfx) -> u8 {
     match pfx {
         Pfx::F3 => 4,
@@ -965,6 +982,7 @@ fn sse_size(pfx: Pfx) -> u8 {
 }
 
 /// A packed operand in memory must be 16-byte aligned.
+#[inline(always)]
 fn align16(rm: Rm) -> Rm {
     match rm {
         Rm::Mem(mut m) => {
@@ -977,7 +995,8 @@ fn align16(rm: Rm) -> Rm {
 
 /// `op xmm, xmm/m`: reads both, writes the first; `zero_idiom` ops on one register
 /// read nothing (xorps/xorpd/pxor/andnps x, x).
-fn sse_alu(o: &mut Out, reg: u8, rm: Rm, zero_idiom: bool) {
+#[inline(always)]
+fn sse_alu(o: &mut Insn, reg: u8, rm: Rm, zero_idiom: bool) {
     if let (Rm::Reg(n), true) = (rm, zero_idiom) {
         if n == reg {
             o.writes |= xmm(reg);

@@ -24,6 +24,8 @@ use core::fmt;
 mod abi;
 #[cfg(feature = "validate")]
 pub(crate) mod decode;
+#[cfg(all(test, feature = "validate"))]
+mod reference;
 #[cfg(feature = "validate")]
 mod rules;
 #[cfg(feature = "validate")]
@@ -152,8 +154,11 @@ impl fmt::Display for Violation {
 /// [`crate::Page::seal`] that legitimately touches memory: it proves the bytes cannot
 /// escape their own control flow or enter the kernel, not that they are safe to call.
 ///
-/// Syscalls: for code longer than 256 bytes, one `mmap` and one `munmap` of scratch
-/// memory (56 bytes per code byte, touched only where instructions start).
+/// Syscalls: none for code up to 512 bytes and 128 instructions (scratch on the stack,
+/// about 14 KiB). Longer code uses a scratch mapping (112 bytes per code byte, touched
+/// only per instruction); one mapping of up to 1 MiB (code up to about 9 KiB) is kept
+/// process-wide for the next check, so only the first such check, or one that needs a
+/// larger mapping, makes an `mmap` (and `munmap`).
 ///
 /// ```
 /// use wildx::validate::{Rule, structural};

@@ -14,19 +14,17 @@
 //! only if defined on both); `rsp` must agree. States only ever move down a finite
 //! lattice, so the pass ends.
 
+use core::mem::MaybeUninit;
+
 use super::abi::Abi;
-use super::decode::{self, Flow, Insn, NONE, Op, RBP, RIP, RSP, gpr};
-use super::scratch::{Mapped, STACK_LEN};
+use super::decode::{self, Flow, Insn, NONE, Op, RBP, RIP, RSP};
+use super::scratch::{Buf, Mapped, STACK_LEN, STACK_NODES};
 use super::{FRAME_LIMIT, MAX_LEN, Rule, Violation};
 
-/// An instruction starts here.
-const START: u8 = 1;
 /// A path reaches it.
 const REACHED: u8 = 2;
 /// Its state changed since it was last processed.
 const PENDING: u8 = 4;
-/// A direct jump lands here.
-const TARGET: u8 = 8;
 
 /// "Something else": no value the rules follow.
 const OTHER: i16 = i16::MAX;
@@ -42,9 +40,6 @@ const CALLEE_SAVED: [u8; 6] = [3, 5, 12, 13, 14, 15];
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub(crate) struct State {
-    flags: u8,
-    /// The length of the instruction starting here.
-    len: u8,
     /// Per GPR: `<= 0`: entry rsp + that offset; 1..=6: the caller's value of
     /// `CALLEE_SAVED[v - 1]`; [`OTHER`].
     regs: [i16; 16],
@@ -55,12 +50,11 @@ pub(crate) struct State {
 }
 
 impl State {
-    const ZERO: State = State { flags: 0, len: 0, regs: [0; 16], slots: [0; SLOTS], defined: 0 };
+    const ZERO: State = State { regs: [0; 16], slots: [0; SLOTS], defined: 0 };
 
     /// The state at entry for `abi`.
     fn entry(abi: Option<Abi>) -> State {
-        let mut s =
-            State { flags: START | REACHED | PENDING, len: 0, regs: [OTHER; 16], slots: [0; SLOTS], defined: 0 };
+        let mut s = State { regs: [OTHER; 16], slots: [0; SLOTS], defined: 0 };
         s.regs[RSP as usize] = 0;
         for (k, &r) in CALLEE_SAVED.iter().enumerate() {
             s.regs[r as usize] = k as i16 + 1;
@@ -74,6 +68,7 @@ impl State {
     }
 
     /// Meets `other` into `self`; whether `self` changed.
+    #[inline]
     fn meet(&mut self, other: &State) -> Result<bool, Rule> {
         let before = *self;
         if self.regs[RSP as usize] != other.regs[RSP as usize] {
@@ -94,6 +89,21 @@ impl State {
     }
 }
 
+/// One instruction: decoded once by the sweep, then read by the data-flow pass, which
+/// keeps the state before it here.
+#[derive(Clone, Copy)]
+pub(crate) struct Node {
+    insn: Insn,
+    state: State,
+    /// Its offset in the code.
+    at: u32,
+    /// For a `jmp`/`jcc`: the target's offset after the sweep, its instruction index
+    /// after the boundary check.
+    target: u32,
+    /// [`REACHED`], [`PENDING`].
+    flags: u8,
+}
+
 /// Checks `code`: the structural rules, and with `abi` the memory and ABI rules too.
 pub(crate) fn check(code: &[u8], abi: Option<Abi>) -> Result<(), Violation> {
     let at0 = |rule| Violation { offset: 0, rule };
@@ -103,130 +113,192 @@ pub(crate) fn check(code: &[u8], abi: Option<Abi>) -> Result<(), Violation> {
     if code.len() > MAX_LEN {
         return Err(at0(Rule::TooLarge));
     }
-    // Zeroing scratch costs more than checking short code: size it to the code.
-    if code.len() <= 32 {
-        on_stack::<32>(code, abi)
-    } else if code.len() <= 64 {
-        on_stack::<64>(code, abi)
-    } else if code.len() <= 128 {
-        on_stack::<128>(code, abi)
-    } else if code.len() <= STACK_LEN {
-        on_stack::<STACK_LEN>(code, abi)
-    } else {
-        let mut mapped = Mapped::new(code.len()).ok_or(at0(Rule::NoScratch))?;
-        run(code, abi, mapped.states())
+    if code.len() <= STACK_LEN {
+        // Nothing here is zeroed but the start bitmap (8 words): short code pays only
+        // for its instructions.
+        let mut nodes = [const { MaybeUninit::<Node>::uninit() }; STACK_NODES];
+        let mut starts = [0u64; STACK_LEN / 64];
+        let mut ranks = [0u32; STACK_LEN / 64];
+        if let Some(result) = run(code, abi, &mut nodes, &mut starts, &mut ranks) {
+            return result;
+        }
+        // More instructions than the stack holds: start again with a mapping. The sweep
+        // stopped before any rule broke (it reports in address order), so nothing is
+        // lost.
     }
+    let mut mapped = Mapped::new(code.len()).ok_or(at0(Rule::NoScratch))?;
+    let (nodes, starts, ranks) = mapped.parts();
+    // A mapping has room for one node per code byte: it never runs out.
+    run(code, abi, nodes, starts, ranks).unwrap_or(Err(at0(Rule::NoScratch)))
 }
 
-fn on_stack<const N: usize>(code: &[u8], abi: Option<Abi>) -> Result<(), Violation> {
-    let mut states = [State::ZERO; N];
-    run(code, abi, &mut states[..code.len()])
-}
-
-fn run(code: &[u8], abi: Option<Abi>, states: &mut [State]) -> Result<(), Violation> {
+/// The check over scratch `nodes` (room for the instructions) and zeroed `starts` and
+/// `ranks` (one each per 64 code bytes). `None` if `nodes` is too short.
+fn run(
+    code: &[u8],
+    abi: Option<Abi>,
+    nodes: &mut [MaybeUninit<Node>],
+    starts: &mut [u64],
+    ranks: &mut [u32],
+) -> Option<Result<(), Violation>> {
     // 1. Linear sweep: every byte belongs to exactly one instruction of the subset;
-    //    direct transfers land inside the code, calls only on 0.
+    //    direct transfers land inside the code, calls only on 0. Each instruction is
+    //    decoded here, once.
+    let mut list = Buf::new(nodes);
     let mut at = 0;
     let mut targets = false;
     while at < code.len() {
-        let insn = decode::decode(code, at).map_err(|rule| Violation { offset: at, rule })?;
-        let fail = |rule| Err(Violation { offset: at, rule });
-        match insn.flow {
+        if !list.push(Node { insn: Insn::EMPTY, state: State::ZERO, at: at as u32, target: 0, flags: 0 }) {
+            return None;
+        }
+        // Decoded straight into its node: no copy of the result.
+        let node = list.last();
+        let len = match decode::decode_into(code, at, &mut node.insn) {
+            Ok(len) => len,
+            Err(rule) => return Some(Err(Violation { offset: at, rule })),
+        };
+        let fail = |rule| Some(Err(Violation { offset: at, rule }));
+        match node.insn.flow {
             Flow::Jump(t) | Flow::Branch(t) => {
                 if t < 0 || t as usize >= code.len() {
                     return fail(Rule::JumpOutside);
                 }
-                states[t as usize].flags |= TARGET;
+                node.target = t as u32;
                 targets = true;
             }
             Flow::Call(t) if t != 0 => return fail(Rule::CallTarget),
             _ => {}
         }
-        states[at].flags |= START;
-        states[at].len = insn.len;
-        at += insn.len as usize;
+        starts[at / 64] |= 1 << (at % 64);
+        at += len as usize;
     }
-    // 2. Every jump lands on an instruction start. Only if one does not, find the first
-    //    such jump for the report.
-    if targets && states.iter().any(|s| s.flags & (TARGET | START) == TARGET) {
-        let mut at = 0;
-        while at < code.len() {
-            if let Flow::Jump(t) | Flow::Branch(t) = decode(code, at).flow {
-                if states[t as usize].flags & START == 0 {
-                    return Err(Violation { offset: at, rule: Rule::JumpIntoInstruction });
+    let nodes = list.into_slice();
+    Some(flow(code, abi, nodes, starts, ranks, targets))
+}
+
+/// Steps 2 and 3 over the swept instructions (`targets`: some are `jmp`/`jcc`).
+fn flow(
+    code: &[u8],
+    abi: Option<Abi>,
+    nodes: &mut [Node],
+    starts: &[u64],
+    ranks: &mut [u32],
+    targets: bool,
+) -> Result<(), Violation> {
+    // 2. Every jump lands on an instruction start (the first one in address order that
+    //    does not is reported); its target becomes an instruction index: the number of
+    //    starts before it.
+    if targets {
+        let mut count = 0;
+        for (rank, word) in ranks.iter_mut().zip(starts) {
+            *rank = count;
+            count += word.count_ones();
+        }
+        for node in nodes.iter_mut() {
+            if let Flow::Jump(_) | Flow::Branch(_) = node.insn.flow {
+                let t = node.target as usize;
+                let word = starts[t / 64];
+                if word >> (t % 64) & 1 == 0 {
+                    return Err(Violation { offset: node.at as usize, rule: Rule::JumpIntoInstruction });
                 }
+                node.target = ranks[t / 64] + (word & ((1 << (t % 64)) - 1)).count_ones();
             }
-            at += states[at].len as usize;
         }
     }
     // 3. Data flow from the entry over reachable instructions, in address order,
     //    rescanning from the lowest state that a backward edge changed.
-    let len0 = states[0].len;
-    states[0] = State::entry(abi);
-    states[0].len = len0;
+    let n = nodes.len();
+    nodes[0].state = State::entry(abi);
+    nodes[0].flags = REACHED | PENDING;
     let mut from = Some(0);
-    while let Some(start) = from.take() {
-        let mut at = start;
-        while at < code.len() {
-            let next = at + states[at].len as usize;
-            if states[at].flags & PENDING != 0 {
-                states[at].flags &= !PENDING;
-                let insn = decode(code, at);
+    if abi.is_none() {
+        // Without the ABI rules `step` leaves every state as the entry state, so no meet
+        // changes one or fails: the same pass reduces to reachability, flags only.
+        while let Some(start) = from.take() {
+            for i in start..n {
+                if nodes[i].flags & PENDING == 0 {
+                    continue;
+                }
+                nodes[i].flags &= !PENDING;
+                let at = nodes[i].at as usize;
                 let fail = |rule| Violation { offset: at, rule };
-                let mut s = states[at];
-                let succ = step(code, abi, &insn, at, &mut s).map_err(fail)?;
-                let (a, b) = succ;
-                for t in [a, b].into_iter().flatten() {
-                    if t >= code.len() {
+                let (a, b) = match nodes[i].insn.flow {
+                    Flow::Next | Flow::Call(_) => (Some(i + 1), None),
+                    Flow::Jump(_) => (Some(nodes[i].target as usize), None),
+                    Flow::Branch(_) => (Some(i + 1), Some(nodes[i].target as usize)),
+                    Flow::Ret => (None, None),
+                    Flow::Trap => return Err(fail(Rule::Trap)),
+                };
+                for t in [a, b] {
+                    let Some(t) = t else { break };
+                    if t >= n {
                         return Err(fail(Rule::FallsOffEnd));
                     }
-                    let target = &mut states[t];
-                    let changed = if target.flags & REACHED == 0 {
-                        let (flags, len) = (target.flags, target.len);
-                        *target = s;
-                        target.flags = flags | REACHED;
-                        target.len = len;
-                        true
-                    } else {
-                        target.meet(&s).map_err(fail)?
-                    };
-                    if changed {
-                        target.flags |= PENDING;
-                        if t <= at {
+                    if nodes[t].flags & REACHED == 0 {
+                        nodes[t].flags |= REACHED | PENDING;
+                        if t <= i {
                             from = Some(from.map_or(t, |f: usize| f.min(t)));
                         }
                     }
                 }
             }
-            at = next;
+        }
+        return Ok(());
+    }
+    while let Some(start) = from.take() {
+        for i in start..n {
+            if nodes[i].flags & PENDING == 0 {
+                continue;
+            }
+            let node = &nodes[i];
+            let (insn, mut s, at, target) = (node.insn, node.state, node.at as usize, node.target as usize);
+            nodes[i].flags &= !PENDING;
+            let fail = |rule| Violation { offset: at, rule };
+            let (a, b) = step(code, abi, &insn, at, i, target, &mut s).map_err(fail)?;
+            // The successors in order: the fall-through first, then a jcc's target.
+            for t in [a, b] {
+                let Some(t) = t else { break };
+                if t >= n {
+                    return Err(fail(Rule::FallsOffEnd));
+                }
+                let node = &mut nodes[t];
+                let changed = if node.flags & REACHED == 0 {
+                    node.state = s;
+                    node.flags |= REACHED;
+                    true
+                } else {
+                    node.state.meet(&s).map_err(fail)?
+                };
+                if changed {
+                    node.flags |= PENDING;
+                    if t <= i {
+                        from = Some(from.map_or(t, |f: usize| f.min(t)));
+                    }
+                }
+            }
         }
     }
     Ok(())
 }
 
-/// Decodes an instruction that the sweep already accepted.
-fn decode(code: &[u8], at: usize) -> Insn {
-    match decode::decode(code, at) {
-        Ok(insn) => insn,
-        // The sweep decoded this same instruction; decoding is a pure function.
-        Err(_) => unreachable!("the sweep accepted every instruction start"),
-    }
-}
-
-/// Applies one reached instruction to `s`; returns its successors.
+/// Applies instruction `i` (at offset `at`; a `jmp`/`jcc` to instruction `target`) to
+/// `s`; returns the indices of its successors (`i + 1` past the last one: off the end).
+#[inline]
 fn step(
     code: &[u8],
     abi: Option<Abi>,
     insn: &Insn,
     at: usize,
+    i: usize,
+    target: usize,
     s: &mut State,
 ) -> Result<(Option<usize>, Option<usize>), Rule> {
     let next = at + insn.len as usize;
     let succ = match insn.flow {
-        Flow::Next => (Some(next), None),
-        Flow::Jump(t) => (Some(t as usize), None),
-        Flow::Branch(t) => (Some(next), Some(t as usize)),
-        Flow::Call(_) => (Some(next), None),
+        Flow::Next => (Some(i + 1), None),
+        Flow::Jump(_) => (Some(target), None),
+        Flow::Branch(_) => (Some(i + 1), Some(target)),
+        Flow::Call(_) => (Some(i + 1), None),
         Flow::Ret => (None, None),
         Flow::Trap => return Err(Rule::Trap),
     };
@@ -308,23 +380,24 @@ fn step(
             _ => OTHER,
         }
     };
-    let mut set = [None::<i16>; 16];
+    // The one register (other than rsp's own movement) the op gives a followed value.
+    let mut set = (NONE, OTHER);
     match insn.op {
         Op::Push(_) => new_rsp = Some(rsp - 8),
         Op::Pop(RSP) => return Err(Rule::StackUnknown),
         Op::Pop(r) => {
-            set[r as usize] = Some(loaded(s));
+            set = (r, loaded(s));
             new_rsp = Some(rsp + 8);
         }
-        Op::Mov(d, r) => set[d as usize] = Some(s.regs[r as usize]),
-        Op::Load(d) => set[d as usize] = Some(loaded(s)),
+        Op::Mov(d, r) => set = (d, s.regs[r as usize]),
+        Op::Load(d) => set = (d, loaded(s)),
         Op::Lea(d) => {
             let v = insn.mem.and_then(|m| stack_address(s, &m)).map_or(OTHER, clamp);
-            set[d as usize] = Some(v);
+            set = (d, v);
         }
         Op::AddImm(r, imm) => {
             let v = s.regs[r as usize];
-            set[r as usize] = Some(if v <= 0 { clamp(v as i64 + imm as i64) } else { OTHER });
+            set = (r, if v <= 0 { clamp(v as i64 + imm as i64) } else { OTHER });
         }
         Op::Leave => {
             let frame = s.regs[RBP as usize];
@@ -332,18 +405,20 @@ fn step(
                 return Err(Rule::StackUnknown);
             }
             // addr is [rbp], checked above; rbp gets the value saved there.
-            set[RBP as usize] = Some(loaded(s));
+            set = (RBP, loaded(s));
             new_rsp = Some(frame + 8);
         }
         Op::Other | Op::Store(_) => {}
     }
-    for r in 0..16u8 {
-        if insn.writes & gpr(r) == 0 {
-            continue;
-        }
-        let v = set[r as usize].unwrap_or(OTHER);
+    let get = |r: u8| if set.0 == r { Some(set.1) } else { None };
+    // Every written GPR, in ascending order.
+    let mut written = insn.writes & 0xffff;
+    while written != 0 {
+        let r = written.trailing_zeros() as u8;
+        written &= written - 1;
+        let v = get(r).unwrap_or(OTHER);
         if r == RSP {
-            let v = new_rsp.or(set[RSP as usize]).ok_or(Rule::StackUnknown)?;
+            let v = new_rsp.or(get(RSP)).ok_or(Rule::StackUnknown)?;
             if v > 0 {
                 // Not a frame address (a callee-saved value, or unknown).
                 return Err(Rule::StackUnknown);

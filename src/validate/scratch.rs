@@ -1,50 +1,185 @@
-//! Scratch memory for one check, without the global allocator: a small array on the
-//! stack for short code, an anonymous mapping for longer code.
+//! Scratch memory for one check, without the global allocator: room on the stack for
+//! short code, an anonymous mapping for longer code.
 //!
-//! Invariant owned here: a [`Scratch`] hands out one `&mut [State]` of exactly the
-//! code's length, zeroed, and unmaps what it mapped when dropped.
+//! Invariant owned here: a [`Buf`] hands out exactly the elements pushed into it, never
+//! uninitialised memory; a [`Mapped`] hands out room for one node per code byte, a
+//! zeroed bitmap word and a zeroed rank per 64 code bytes, to one check at a time, and
+//! when dropped either keeps its mapping (at most one, of at most 1 MiB, process-wide)
+//! for the next check or unmaps it.
 //!
-//! This file needs `unsafe` to view a fresh mapping as a slice and to unmap it.
+//! This file needs `unsafe` to view written `MaybeUninit` memory and a fresh mapping as
+//! slices, and to unmap it.
 
 #![allow(unsafe_code)]
 
-use core::ptr::NonNull;
+use core::mem::MaybeUninit;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
-use super::rules::State;
+use super::rules::Node;
 use crate::sys;
 
-/// Code up to this length is checked with scratch on the stack.
-pub(crate) const STACK_LEN: usize = 256;
+/// Code up to this length is first checked with scratch on the stack (it falls back to
+/// a mapping if it holds more than [`STACK_NODES`] instructions).
+pub(crate) const STACK_LEN: usize = 512;
+/// Instructions the stack scratch holds (112 bytes each).
+pub(crate) const STACK_NODES: usize = 128;
 
-/// A mapping holding `len` zeroed `State`s.
-pub(crate) struct Mapped {
-    ptr: NonNull<State>,
+/// A list of `T` written into uninitialised memory: no zeroing up front, so short code
+/// pays only for the instructions it has.
+pub(crate) struct Buf<'a, T: Copy> {
+    mem: &'a mut [MaybeUninit<T>],
+    /// `mem[..len]` is initialised.
     len: usize,
+}
+
+impl<'a, T: Copy> Buf<'a, T> {
+    /// An empty list over `mem`.
+    pub(crate) fn new(mem: &'a mut [MaybeUninit<T>]) -> Buf<'a, T> {
+        Buf { mem, len: 0 }
+    }
+
+    /// Appends `v`; false if there is no room.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, v: T) -> bool {
+        match self.mem.get_mut(self.len) {
+            Some(slot) => {
+                slot.write(v);
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The last element pushed.
+    ///
+    /// # Panics
+    /// If nothing was pushed.
+    #[inline(always)]
+    pub(crate) fn last(&mut self) -> &mut T {
+        let len = self.len;
+        let slot = &mut self.mem[len - 1];
+        // SAFETY: `mem[..len]` is initialised (see `into_slice`) and `len - 1` is in it
+        // (the index above panics otherwise); the borrow of `self` keeps it unique.
+        unsafe { slot.assume_init_mut() }
+    }
+
+    /// The elements pushed, in order.
+    pub(crate) fn into_slice(self) -> &'a mut [T] {
+        // SAFETY: `mem[..len]` was initialised by `push` (which only ever grows `len`
+        // past a slot it wrote), `len <= mem.len()`, `MaybeUninit<T>` has `T`'s layout,
+        // and the `&'a mut` borrow of `mem` moves into the result, so the view is unique.
+        // `T: Copy`, so nothing needs dropping.
+        unsafe { core::slice::from_raw_parts_mut(self.mem.as_mut_ptr().cast::<T>(), self.len) }
+    }
+}
+
+/// A mapping up to this size is kept for the next check rather than unmapped: checks of
+/// mid-size code (up to about 9 KiB) then make no syscall and take no page fault once
+/// the first has run.
+const KEEP_BYTES: usize = 1 << 20;
+
+/// The mapping kept between checks, or null. Its first 8 bytes hold its size. Taking it
+/// is a swap with null, so at most one check uses it at a time (signal handlers and
+/// other threads that find it taken map their own).
+static KEPT: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
+
+/// Bytes before the nodes: the mapping's size.
+const HEADER: usize = 8;
+
+/// A mapping holding room for `len` nodes, then `len / 64` (rounded up) bitmap words and
+/// as many ranks, zeroed.
+pub(crate) struct Mapped {
+    ptr: NonNull<u8>,
+    /// Code bytes it is laid out for.
+    len: usize,
+    /// Byte offset of the bitmap words (8-aligned).
+    words_at: usize,
+    /// Size of the whole mapping (at least what `len` needs; more if reused).
     bytes: usize,
 }
 
 impl Mapped {
-    /// Maps room for `len` states. Syscalls: `mmap`.
+    /// Room for the scratch of `len` code bytes: the kept mapping if it is large
+    /// enough, else a new one. Syscalls: none when the kept mapping fits; else `mmap`
+    /// (and `munmap` of a kept mapping that is too small).
     pub(crate) fn new(len: usize) -> Option<Mapped> {
-        let bytes = len.checked_mul(size_of::<State>())?;
-        let ptr = sys::mmap_anonymous(bytes, sys::PROT_READ | sys::PROT_WRITE).ok()?;
-        Some(Mapped { ptr: ptr.cast(), len, bytes })
+        const { assert!(align_of::<Node>() <= 8) };
+        let words = len.div_ceil(64);
+        let words_at = len.checked_mul(size_of::<Node>())?.checked_add(HEADER)?.next_multiple_of(8);
+        let needed = words_at.checked_add(words.checked_mul(12)?)?;
+        if let Some(kept) = NonNull::new(KEPT.swap(ptr::null_mut(), Ordering::Acquire)) {
+            // SAFETY: a pointer in KEPT is a live read-write mapping whose first 8 bytes
+            // hold its size, written before it was published with Release (paired with
+            // the Acquire above); the swap made this check its only user.
+            let size = unsafe { kept.cast::<usize>().read() };
+            let mut mapped = Mapped { ptr: kept, len, words_at, bytes: size };
+            if size >= needed {
+                // Nodes need no zeroing (written before they are read); the bitmap and
+                // ranks do.
+                let (_, starts, ranks) = mapped.parts();
+                starts.fill(0);
+                ranks.fill(0);
+                return Some(mapped);
+            }
+            // Too small: unmap it (a new, larger mapping replaces it).
+            mapped.release();
+        }
+        let ptr = sys::mmap_anonymous(needed, sys::PROT_READ | sys::PROT_WRITE).ok()?;
+        // SAFETY: `ptr` is a fresh, page-aligned read-write mapping of `needed >= 8`
+        // bytes owned by this function.
+        unsafe { ptr.cast::<usize>().write(needed) };
+        Some(Mapped { ptr, len, words_at, bytes: needed })
     }
 
-    /// The states.
-    pub(crate) fn states(&mut self) -> &mut [State] {
-        // SAFETY: the mapping is `bytes >= len * size_of::<State>()` bytes of zeroed,
-        // page-aligned read-write memory owned by `self` until drop; all-zero bytes are
-        // a valid `State` (plain integers); `&mut self` makes the view unique.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    /// Room for the nodes, the bitmap words and the ranks.
+    pub(crate) fn parts(&mut self) -> (&mut [MaybeUninit<Node>], &mut [u64], &mut [u32]) {
+        let words = self.len.div_ceil(64);
+        let base = self.ptr.as_ptr();
+        // SAFETY: the mapping is `bytes >= words_at + 12 * words` bytes of page-aligned
+        // read-write memory owned by `self` until drop (a fresh mapping is zeroed; a
+        // kept one had its words and ranks zeroed by `new`). The three views are
+        // disjoint and after the 8-byte header: nodes in
+        // `[HEADER, HEADER + len * size_of::<Node>()) ⊆ [HEADER, words_at)`, words in
+        // `[words_at, words_at + 8 * words)`, ranks after them; each start is aligned
+        // for its type (page-aligned base; `HEADER` and `words_at` multiples of 8, and
+        // `Node`'s alignment at most 8). Any bytes are a valid `MaybeUninit<Node>`, and
+        // any bytes valid `u64`/`u32`. `&mut self` makes the views unique for their
+        // lifetime.
+        unsafe {
+            (
+                core::slice::from_raw_parts_mut(base.add(HEADER).cast::<MaybeUninit<Node>>(), self.len),
+                core::slice::from_raw_parts_mut(base.add(self.words_at).cast::<u64>(), words),
+                core::slice::from_raw_parts_mut(base.add(self.words_at + 8 * words).cast::<u32>(), words),
+            )
+        }
+    }
+
+    /// Unmaps the mapping.
+    fn release(self) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `ptr`/`bytes` are exactly a whole mapping made by `new` (its size is
+        // in its header), owned by `this`, which is not dropped; nothing borrowed from
+        // it outlives `this`.
+        let result = unsafe { sys::munmap(this.ptr, this.bytes) };
+        // munmap of a whole mapping we made cannot fail (no split); a leak if it did.
+        debug_assert!(result.is_ok());
     }
 }
 
 impl Drop for Mapped {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`bytes` are exactly the mapping `new` made, owned by `self`; the
-        // slice borrowed from it cannot outlive `self`.
-        let result = unsafe { sys::munmap(self.ptr.cast(), self.bytes) };
+        if self.bytes <= KEEP_BYTES
+            && KEPT.compare_exchange(ptr::null_mut(), self.ptr.as_ptr(), Ordering::Release, Ordering::Relaxed).is_ok()
+        {
+            // Kept for the next check; the slices borrowed from it ended with `self`'s
+            // borrow.
+            return;
+        }
+        // SAFETY: `ptr`/`bytes` are exactly a whole mapping made by `new`, owned by
+        // `self`; the slices borrowed from it cannot outlive `self`.
+        let result = unsafe { sys::munmap(self.ptr, self.bytes) };
         // munmap of a whole mapping we made cannot fail (no split); a leak if it did.
         debug_assert!(result.is_ok());
     }
