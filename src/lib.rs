@@ -50,6 +50,8 @@ pub mod docs {
     pub mod profiling {}
     #[doc = include_str!("../docs/validator.md")]
     pub mod validator {}
+    #[doc = include_str!("../docs/hardening.md")]
+    pub mod hardening {}
 }
 
 #[cfg(feature = "validate")]
