@@ -728,17 +728,7 @@ fn gdb_backtrace_names_the_jit_frame() {
         println!("{CHILD_DONE}{name}");
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("gdb")
-        .args(["-batch", "-nx", "-iex", "set debuginfod enabled off", "-ex", "run", "-ex", "bt", "-ex", "kill"])
-        .arg("--args")
-        .arg(&exe)
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, name)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run gdb ({e}); install it (`apt-get install -y gdb`): CI requires it"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
+    let (out, stdout) = gdb_backtrace_of_child(name);
     assert!(stdout.contains("SIGTRAP"), "the child did not stop in the JIT code:\n{}", describe(&out));
     let frame0 = stdout.lines().find(|l| l.starts_with("#0")).unwrap_or_else(|| panic!("no bt:\n{}", describe(&out)));
     assert!(frame0.contains(" in wildx_gdb_trap ()"), "frame #0 is not named: {frame0}\n{}", describe(&out));
@@ -771,6 +761,16 @@ fn gdb_backtrace_names_an_arena_function() {
         println!("{CHILD_DONE}{name}");
         return;
     }
+    let (out, stdout) = gdb_backtrace_of_child(name);
+    let frame0 = stdout.lines().find(|l| l.starts_with("#0")).unwrap_or_else(|| panic!("no bt:\n{}", describe(&out)));
+    assert!(frame0.contains(" in wildx_gdb_arena_trap ()"), "frame #0 is not named: {frame0}\n{}", describe(&out));
+    assert!(!stdout.contains("gdb_arena_retired"), "{}", describe(&out));
+}
+
+/// Runs this test binary's test `name` as a child under `gdb -batch` (run, then `bt` where
+/// it stops) and returns the output and its stdout.
+#[cfg(feature = "gdb-jit")]
+fn gdb_backtrace_of_child(name: &str) -> (Output, String) {
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("gdb")
         .args(["-batch", "-nx", "-iex", "set debuginfod enabled off", "-ex", "run", "-ex", "bt", "-ex", "kill"])
@@ -780,11 +780,9 @@ fn gdb_backtrace_names_an_arena_function() {
         .env(CHILD_ENV, name)
         .output()
         .unwrap_or_else(|e| panic!("cannot run gdb ({e}); install it (`apt-get install -y gdb`): CI requires it"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
-    let frame0 = stdout.lines().find(|l| l.starts_with("#0")).unwrap_or_else(|| panic!("no bt:\n{}", describe(&out)));
-    assert!(frame0.contains(" in wildx_gdb_arena_trap ()"), "frame #0 is not named: {frame0}\n{}", describe(&out));
-    assert!(!stdout.contains("gdb_arena_retired"), "{}", describe(&out));
+    (out, stdout)
 }
 
 /// The harness can fail: a child that never reaches the JIT function leaves no sample
