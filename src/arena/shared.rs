@@ -172,12 +172,12 @@ impl Shared {
         REGISTRY.write().release_arena_bytes(accessible);
         // Relaxed: a statistic.
         LIVE_FNS.fetch_sub(live, Ordering::Relaxed);
-        // SAFETY: drop the table (its storage unmaps itself), then the state's mapping,
-        // which came from MmapAlloc::map with this layout.
-        unsafe {
-            core::ptr::drop_in_place(shared.as_ptr());
-            let _ = MmapAlloc::unmap(shared.cast(), Layout::new::<Shared>());
-        }
+        // SAFETY: the state is live and ours alone (the caller's contract); dropping it
+        // drops the table, whose storage unmaps itself. Nothing reads it afterwards.
+        unsafe { core::ptr::drop_in_place(shared.as_ptr()) };
+        // SAFETY: the state's mapping came from MmapAlloc::map with this layout, and its
+        // contents were dropped above.
+        let _ = unsafe { MmapAlloc::unmap(shared.cast(), Layout::new::<Shared>()) };
     }
 
     /// The table, locked; [`Error::Reentrant`] instead of a deadlock when the calling

@@ -264,12 +264,12 @@ unsafe fn unlink(block: NonNull<Block>) {
 /// # Safety
 /// `block` must be unlinked and never used again.
 unsafe fn unmap(block: NonNull<Block>) {
-    // SAFETY: the block is live until here (contract); it came from MmapAlloc::map with a
-    // layout whose size rounds to `mapped`.
-    unsafe {
-        let mapped = (*block.as_ptr()).mapped;
-        MmapAlloc::unmap(block.cast(), Layout::from_size_align_unchecked(mapped, 16));
-    }
+    // SAFETY: the block is live until the unmap below (the contract).
+    let mapped = unsafe { (*block.as_ptr()).mapped };
+    let Ok(layout) = Layout::from_size_align(mapped, 16) else { return };
+    // SAFETY: the block came from MmapAlloc::map with a layout of `mapped` bytes (which
+    // rounds to the same pages), and nothing uses it again (the contract).
+    unsafe { MmapAlloc::unmap(block.cast(), layout) };
 }
 
 /// Unregisters every single-page entry whose code lies in `[start, start + len)`.
