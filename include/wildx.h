@@ -70,6 +70,17 @@ extern "C" {
 #define WILDX_E_REJECTED 19         /* the validator rejected the code (Rust compile) */
 #define WILDX_E_READ_IMPLIES_EXEC 20 /* READ_IMPLIES_EXEC personality: writable would be rwx */
 #define WILDX_E_WOULD_BLOCK 21      /* the registry was busy; signal-safe calls do not wait */
+#define WILDX_E_EXEC_DENIED 22      /* PROT_EXEC refused on anonymous memory and on a memfd */
+#define WILDX_E_INHERITED 23        /* an arena inherited across fork in memfd mode */
+
+/* Where executable memory comes from (wildx_exec_mode(), struct wildx_stats.exec_mode).
+ * Chosen once, at the first page or arena: anonymous memory if the kernel lets an
+ * R|W page become R|X; else (SELinux deny_execmem, PaX, seccomp) views of one memfd,
+ * the writable view replaced by an executable one at seal; else denied. */
+#define WILDX_EXEC_UNDETECTED 0     /* nothing mapped yet */
+#define WILDX_EXEC_ANONYMOUS 1      /* mmap R|W, mprotect R|X */
+#define WILDX_EXEC_MEMFD 2          /* memfd views; not inherited by fork children */
+#define WILDX_EXEC_DENIED 3         /* every allocation fails with WILDX_E_EXEC_DENIED */
 
 /* wildx_state() of anything that is not a live wildx page: NULL, foreign, interior
  * or freed. -1, like every other refusal; wildx_state() never returns 0. */
@@ -82,7 +93,7 @@ extern "C" {
 /* The quota a process starts with: 256 MiB of mapped bytes. */
 #define WILDX_DEFAULT_QUOTA (256UL << 20)
 
-/* A snapshot of the registry's accounting, filled by wildx_stats(). 104 bytes, no
+/* A snapshot of the registry's accounting, filled by wildx_stats(). 112 bytes, no
  * padding; the layout is checked against the library's by tests/capi.rs. */
 struct wildx_stats {
     size_t live_pages;        /* pages allocated and not yet freed */
@@ -98,6 +109,7 @@ struct wildx_stats {
     size_t arenas;            /* live arenas (wildx_arena_new, not yet freed) */
     size_t arena_functions;   /* functions pushed into live arenas and not retired */
     size_t arena_bytes;       /* accessible arena bytes (part of live_bytes) */
+    size_t exec_mode;         /* WILDX_EXEC_*: where executable memory comes from */
 };
 
 /* Maps a WRITABLE page of at least `size` bytes: whole 4096-byte pages, read+write,
@@ -245,6 +257,14 @@ int32_t npk_jit_call_i32_i32(void *f, int32_t a, int32_t b);        /* wildx_cal
  * while another thread is inside wildx may wait forever in its first wildx call (a
  * child that only calls execve or _exit is unaffected). Each hook does nothing unless
  * called in its place in a fork that wildx_atfork_prepare started. */
+/* The mode in force (WILDX_EXEC_*), without choosing it. */
+size_t wildx_exec_mode(void);
+/* Chooses the memfd mode before anything is mapped, without first trying anonymous
+ * memory (whose refusal SELinux logs). WILDX_OK if the memfd mode is in force after
+ * the call; WILDX_E_WRONG_STATE if anonymous pages were made already (the mode is
+ * chosen once per process); WILDX_E_EXEC_DENIED if executable memfds are refused too. */
+int32_t wildx_use_memfd(void);
+
 void wildx_atfork_prepare(void);
 void wildx_atfork_parent(void);
 void wildx_atfork_child(void);

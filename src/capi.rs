@@ -31,7 +31,8 @@ pub const WILDX_STATE_EXECUTABLE: i32 = 2;
 
 /// `struct wildx_stats` in `include/wildx.h`: [`crate::Stats`] itself, which is
 /// `#[repr(C)]` for this purpose. `size_t` is `usize` and `uint64_t` is `u64` on x86-64
-/// Linux, so the struct is 104 bytes, 8-aligned, with no padding.
+/// Linux, and [`crate::ExecMode`] is `#[repr(usize)]`, so the struct is 112 bytes,
+/// 8-aligned, with no padding.
 pub type WildxStats = crate::Stats;
 
 /// `void *wildx_alloc(size_t size)`: [`crate::raw::alloc`]. A WRITABLE page of at least
@@ -137,7 +138,7 @@ pub extern "C" fn wildx_quota() -> usize {
 ///
 /// # Safety
 /// `out` must be null or point to memory valid for writing one `struct wildx_stats`
-/// (104 bytes, 8-aligned); nothing else is read or written.
+/// (112 bytes, 8-aligned); nothing else is read or written.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn wildx_stats(out: *mut WildxStats) {
     if out.is_null() {
@@ -394,6 +395,20 @@ pub const WILDX_E_REJECTED: i32 = 19;
 pub const WILDX_E_READ_IMPLIES_EXEC: i32 = 20;
 /// The registry was busy and the call (a signal-safe query) does not wait.
 pub const WILDX_E_WOULD_BLOCK: i32 = 21;
+/// Executable memory is denied by the system: anonymous memory and the memfd fallback
+/// were both refused (see [`crate::ExecMode`]).
+pub const WILDX_E_EXEC_DENIED: i32 = 22;
+/// An arena inherited across `fork` in memfd mode: only `wildx_arena_free` is allowed.
+pub const WILDX_E_INHERITED: i32 = 23;
+
+/// `wildx_exec_mode()` before the first page or arena: the mode is not chosen yet.
+pub const WILDX_EXEC_UNDETECTED: usize = crate::ExecMode::Undetected as usize;
+/// Executable memory is anonymous (`mmap` `R|W`, `mprotect` `R|X`).
+pub const WILDX_EXEC_ANONYMOUS: usize = crate::ExecMode::Anonymous as usize;
+/// Executable memory is a view of a memfd (the anonymous kind was refused).
+pub const WILDX_EXEC_MEMFD: usize = crate::ExecMode::Memfd as usize;
+/// Executable memory is denied: every allocation fails with `WILDX_E_EXEC_DENIED`.
+pub const WILDX_EXEC_DENIED: usize = crate::ExecMode::Denied as usize;
 
 /// The C code for an [`Error`](crate::Error): the one place where the typed surface's
 /// reasons become the C surface's.
@@ -428,6 +443,8 @@ pub fn error_code(error: crate::Error) -> i32 {
         Error::Rejected(_) => WILDX_E_REJECTED,
         Error::ReadImpliesExec => WILDX_E_READ_IMPLIES_EXEC,
         Error::WouldBlock => WILDX_E_WOULD_BLOCK,
+        Error::ExecDenied { .. } => WILDX_E_EXEC_DENIED,
+        Error::Inherited => WILDX_E_INHERITED,
     }
 }
 
@@ -462,6 +479,10 @@ pub extern "C" fn wildx_strerror(code: i32) -> *const core::ffi::c_char {
         WILDX_E_REJECTED => c"the validator rejected the code",
         WILDX_E_READ_IMPLIES_EXEC => c"the READ_IMPLIES_EXEC personality would make writable pages executable",
         WILDX_E_WOULD_BLOCK => c"the registry is busy and this call does not wait",
+        WILDX_E_EXEC_DENIED => {
+            c"executable memory denied by the system: PROT_EXEC refused on anonymous memory and on the memfd fallback"
+        }
+        WILDX_E_INHERITED => c"the arena was inherited across fork in memfd mode: its code is not mapped here",
         _ => c"unknown wildx error code",
     };
     message.as_ptr()
@@ -600,6 +621,25 @@ pub extern "C" fn wildx_atfork_prepare() {
 #[unsafe(no_mangle)]
 pub extern "C" fn wildx_atfork_parent() {
     crate::atfork_parent()
+}
+
+/// `size_t wildx_exec_mode(void)`: [`crate::exec_mode`] as a `WILDX_EXEC_*` value.
+#[unsafe(no_mangle)]
+pub extern "C" fn wildx_exec_mode() -> usize {
+    crate::exec_mode() as usize
+}
+
+/// `int32_t wildx_use_memfd(void)`: [`crate::use_memfd`]. `WILDX_OK` if the memfd mode is
+/// in force afterwards, `WILDX_E_WRONG_STATE` if anonymous memory was chosen already,
+/// `WILDX_E_EXEC_DENIED` if executable memfds are refused too, `WILDX_E_OS` (or
+/// `WILDX_E_NO_MEMORY`) for a passing failure.
+#[unsafe(no_mangle)]
+pub extern "C" fn wildx_use_memfd() -> i32 {
+    match crate::use_memfd() {
+        Ok(crate::ExecMode::Memfd) => WILDX_OK,
+        Ok(_) => WILDX_E_WRONG_STATE,
+        Err(error) => error_code(error),
+    }
 }
 
 /// `void wildx_atfork_child(void)`: [`crate::atfork_child`]; resets the registry's locks

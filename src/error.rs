@@ -107,6 +107,21 @@ pub enum Error {
     /// in the middle of a seal or free, and did not wait (the holder may be the very code
     /// the signal handler interrupted). Nothing was looked at; ask again later.
     WouldBlock,
+    /// Executable memory is denied by the system: the kernel refused `PROT_EXEC` on
+    /// anonymous memory (SELinux `deny_execmem`, PaX MPROTECT, a seccomp filter), and
+    /// then on a memfd mapping too (`vm.memfd_noexec = 2`, a `noexec` policy), so wildx
+    /// can make nothing executable. Nothing changed. See [`crate::ExecMode`].
+    ExecDenied {
+        /// Why `PROT_EXEC` on anonymous memory was refused (`EACCES` or `EPERM`).
+        anonymous: Errno,
+        /// Why the memfd fallback was refused, or `None` if it was not tried (the policy
+        /// appeared after wildx had chosen anonymous memory for this process).
+        memfd: Option<Errno>,
+    },
+    /// The arena was inherited across `fork` in memfd mode: its code is the parent's and
+    /// is not mapped in this process (see [`crate::ExecMode::Memfd`]). Only dropping it
+    /// is allowed.
+    Inherited,
 }
 
 impl fmt::Display for Error {
@@ -146,6 +161,17 @@ impl fmt::Display for Error {
             Error::ReadImpliesExec => {
                 f.write_str("the READ_IMPLIES_EXEC personality would make writable pages executable")
             }
+            Error::ExecDenied { anonymous, memfd: Some(memfd) } => write!(
+                f,
+                "executable memory denied by the system: anonymous memory refused ({anonymous}), \
+                 memfd refused ({memfd})"
+            ),
+            Error::ExecDenied { anonymous, memfd: None } => write!(
+                f,
+                "executable memory denied by the system: anonymous memory refused ({anonymous}) \
+                 after wildx had chosen it; call wildx::use_memfd() before the first allocation"
+            ),
+            Error::Inherited => f.write_str("arena inherited across fork in memfd mode: its code is not mapped here"),
         }
     }
 }

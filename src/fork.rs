@@ -26,7 +26,7 @@
 
 #![allow(unsafe_code)]
 
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use crate::page;
 use crate::registry::REGISTRY;
@@ -44,13 +44,23 @@ static HOLDER_PID: AtomicI32 = AtomicI32::new(0);
 pub extern "C" fn atfork_prepare() {
     loop {
         let reg = REGISTRY.write();
-        if reg.busy_pages() == 0 {
-            // Kept held across the fork; `atfork_parent` / `atfork_child` release it.
-            core::mem::forget(reg);
-            break;
+        if reg.busy_pages() != 0 {
+            drop(reg);
+            page::sleep_until_busy_ends(|| REGISTRY.read().busy_pages() != 0);
+            continue;
         }
-        drop(reg);
-        page::sleep_until_busy_ends(|| REGISTRY.read().busy_pages() != 0);
+        // Every arena's table too, so no push, publish or retire is half done in the
+        // child. The order elsewhere is arena, then registry: here the registry is held
+        // first, so the arenas are only tried; if one is busy, everything is let go
+        // (its holder may be waiting for the registry) and tried again.
+        if !lock_arenas(&reg) {
+            drop(reg);
+            sys::sched_yield();
+            continue;
+        }
+        // Kept held across the fork; `atfork_parent` / `atfork_child` release it.
+        core::mem::forget(reg);
+        break;
     }
     crate::jit::orphans_lock_for_fork();
     // Relaxed: only this thread (parent) or its copy (child) reads these while the lock
@@ -67,10 +77,17 @@ pub extern "C" fn atfork_parent() {
     }
     HOLDER_TID.store(0, Ordering::Relaxed);
     HOLDER_PID.store(0, Ordering::Relaxed);
-    // SAFETY: this thread took the orphan list's lock and the registry write lock in
-    // `atfork_prepare` (checked above) and forgot their guards.
+    // SAFETY: this thread took the orphan list's lock, every arena's table it did not
+    // already hold and the registry write lock in `atfork_prepare` (checked above) and
+    // forgot their guards; the registry, still held, keeps the arena list as it was.
     unsafe {
         crate::jit::orphans_unlock_after_fork();
+        for span in REGISTRY.data_unguarded().arenas() {
+            if HELD_BY_EMITTER.load(Ordering::Relaxed) != span.shared.as_ptr() as usize {
+                span.shared.as_ref().unlock_after_fork();
+            }
+        }
+        HELD_BY_EMITTER.store(0, Ordering::Relaxed);
         REGISTRY.unlock_exclusive_unguarded();
     }
 }
@@ -91,8 +108,74 @@ pub extern "C" fn atfork_child() {
     unsafe {
         REGISTRY.reset_in_child();
         crate::jit::orphans_reset_in_child();
+        for span in REGISTRY.write().arenas() {
+            if HELD_BY_EMITTER.load(Ordering::Relaxed) != span.shared.as_ptr() as usize {
+                span.shared.as_ref().reset_lock_in_child();
+            }
+        }
     }
+    HELD_BY_EMITTER.store(0, Ordering::Relaxed);
     page::reset_sleepers_in_child();
     // A sequence of its own: the child must not place pages where the parent will.
     crate::placement::reseed();
+    // In memfd mode: a file of its own, the parent's code forgotten (crate::execmem).
+    crate::execmem::settle_fork();
+}
+
+/// The arena (its state's address) whose table the forking thread held already, inside
+/// its own `push_with` closure, or 0: `atfork_prepare` did not take it, so the hooks
+/// leave it to that closure.
+static HELD_BY_EMITTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Tries to lock every arena's table for the fork, holding the registry; on a busy one,
+/// unlocks those taken and returns `false`.
+fn lock_arenas(reg: &crate::registry::Registry) -> bool {
+    let spans = reg.arenas();
+    for (i, span) in spans.iter().enumerate() {
+        // SAFETY: a registered arena's state is live while the registry is held.
+        let shared = unsafe { span.shared.as_ref() };
+        match shared.try_lock_for_fork() {
+            Some(Some(guard)) => core::mem::forget(guard),
+            // Relaxed: read back by this thread (parent) or its copy (child).
+            Some(None) => HELD_BY_EMITTER.store(span.shared.as_ptr() as usize, Ordering::Relaxed),
+            None => {
+                for taken in &spans[..i] {
+                    if HELD_BY_EMITTER.load(Ordering::Relaxed) != taken.shared.as_ptr() as usize {
+                        // SAFETY: locked above by this thread, guard forgotten.
+                        unsafe { taken.shared.as_ref().unlock_after_fork() };
+                    }
+                }
+                HELD_BY_EMITTER.store(0, Ordering::Relaxed);
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// In a forked child in memfd mode (see `crate::execmem`): forgets every page of the
+/// parent (none is mapped here: views of the file are not inherited), plugging their
+/// addresses, and plugs the arenas' views the same way (the arenas themselves refuse
+/// everything but their drop, with [`crate::Error::Inherited`]).
+pub(crate) fn forget_inherited() {
+    let mut reg = REGISTRY.write();
+    reg.forget_all_pages(plug);
+    for span in reg.arenas() {
+        // SAFETY: a registered arena's state is live while the registry is held.
+        unsafe { span.shared.as_ref() }.plug_inherited();
+    }
+}
+
+/// Maps an inaccessible stand-in at `[addr, addr + len)` where a view of the parent's
+/// file was not inherited, so nothing else lands there and a stale call faults. Leaves
+/// alone anything mapped there already.
+pub(crate) fn plug(addr: usize, len: usize) {
+    match sys::mmap_anonymous_noreplace(addr, len, sys::PROT_NONE) {
+        Ok(got) if got.as_ptr() as usize != addr => {
+            // A kernel without MAP_FIXED_NOREPLACE put it elsewhere: not a plug.
+            // SAFETY: the mapping was just made and nobody else knows it.
+            let _ = unsafe { sys::munmap(got, len) };
+        }
+        _ => {}
+    }
 }

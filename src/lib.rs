@@ -59,6 +59,7 @@ pub use arena::CheckedFn;
 pub use arena::{Arena, Entry, FnId};
 
 pub use error::Error;
+pub use execmem::{ExecMode, exec_mode, use_memfd};
 pub use fork::{atfork_child, atfork_parent, atfork_prepare};
 pub use global::MmapAlloc;
 pub use hash::fnv1a64;

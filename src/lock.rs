@@ -227,6 +227,18 @@ impl<T> ShardedRwLock<T> {
         unsafe { self.writer.unlock_unguarded() };
     }
 
+    /// The data, read by the thread that holds the write lock with its guard forgotten
+    /// (the `fork` hooks).
+    ///
+    /// # Safety
+    /// The calling thread holds the write lock (guard forgotten) for as long as the
+    /// reference is used, and makes no other reference to the data meanwhile.
+    pub(crate) unsafe fn data_unguarded(&self) -> &T {
+        // SAFETY: the write lock is held by this thread (see # Safety): nobody else
+        // reads or writes the data.
+        unsafe { &*self.data.get() }
+    }
+
     /// Resets the lock to unlocked, with no readers, whatever state it was in: for the
     /// child of a `fork`, which has one thread, while counts and flags of threads that
     /// do not exist there were copied from the parent.

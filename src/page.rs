@@ -28,11 +28,11 @@ use core::ptr::NonNull;
 use core::slice;
 
 use crate::error::Error;
+use crate::execmem;
 use crate::hash::fnv1a64;
 use crate::lock::SPIN_ROUNDS;
-use crate::placement;
 use crate::registry::{self, ALLOCS, FREES, Gen, REFUSALS, REGISTRY, Reserve, SEALS, Slot, State};
-use crate::sys::{self, PROT_EXEC, PROT_READ, PROT_WRITE};
+use crate::sys;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Who is asking: the raw surface may not touch a page a typed handle owns, and a
@@ -110,6 +110,9 @@ pub struct Stats {
     pub arena_functions: usize,
     /// Accessible bytes of all arenas (part of `live_bytes`; reservations not counted).
     pub arena_bytes: usize,
+    /// Where executable memory comes from in this process (C: `size_t`, one of the
+    /// `WILDX_EXEC_*` values).
+    pub exec_mode: crate::ExecMode,
 }
 
 /// Counts the outcome of an operation: `counter` on success, a refusal on failure.
@@ -280,15 +283,15 @@ fn alloc_inner(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> 
         return Err(Error::Os(sys::Errno::ENOMEM));
     }
     // Map and fill outside the lock: nobody else knows this address yet. Placed at a
-    // randomized address and named (see `crate::placement`).
-    let ptr = match placement::map(mapped, PROT_READ | PROT_WRITE) {
-        Ok(ptr) => ptr,
-        Err(errno) => {
+    // randomized address and named (see `crate::placement`), anonymous or a view of the
+    // memfd (see `crate::execmem`).
+    let ptr = match execmem::map_page(mapped) {
+        Ok((ptr, _)) => ptr,
+        Err(error) => {
             REGISTRY.write().unreserve(mapped);
-            return Err(Error::Os(errno));
+            return Err(error);
         }
     };
-    placement::name(ptr, mapped, placement::PAGE_NAME);
     // SAFETY: `ptr` starts a fresh R|W mapping of `mapped` bytes that only this
     // function knows about.
     unsafe { ptr.as_ptr().write_bytes(0xCC, mapped) };
@@ -330,6 +333,7 @@ pub(crate) fn seal_named(ptr: *const u8, access: Access, name: &str) -> Result<u
 
 fn seal_inner(ptr: *const u8, access: Access, name: Option<&str>) -> Result<u64, Error> {
     let (start, addr) = key(ptr)?;
+    execmem::settle_fork();
     let slot = with_idle_page(addr, access, |reg, slot| {
         expect_state(slot, State::Writable)?;
         reg.set_busy(addr, true);
@@ -341,12 +345,11 @@ fn seal_inner(ptr: *const u8, access: Access, name: Option<&str>) -> Result<u64,
     // and BUSY keeps it mapped. Its owner is either this call's typed handle (consumed by
     // sealing) or raw-surface code that must not write during a seal.
     let hash = fnv1a64(unsafe { slice::from_raw_parts(ptr, slot.len()) });
-    let prot = PROT_READ | PROT_EXEC;
-    debug_assert!(prot & PROT_WRITE == 0, "W^X: never map a page writable and executable");
     // SAFETY: `start` is the page-aligned start of a registered mapping of `mapped_len`
-    // bytes (registry invariant) that BUSY keeps alive; removing PROT_WRITE cannot
-    // invalidate a Rust reference because no handle can be writing (see above).
-    let protected = unsafe { sys::mprotect(start, slot.mapped_len(), prot) };
+    // bytes from `execmem::map_page` (registry invariant) that BUSY keeps alive; removing
+    // PROT_WRITE cannot invalidate a Rust reference because no handle can be writing
+    // (see above).
+    let protected = unsafe { execmem::seal_page(start, slot.mapped_len()) };
     if protected.is_ok() {
         // SAFETY: as the hash above: BUSY keeps the page mapped; it is R|X now, readable.
         crate::profiling::page_sealed(unsafe { slice::from_raw_parts(ptr, slot.len()) }, name);
@@ -357,10 +360,10 @@ fn seal_inner(ptr: *const u8, access: Access, name: Option<&str>) -> Result<u64,
             reg.mark_sealed(addr, hash);
             Ok(hash)
         }
-        Err(errno) => {
+        Err(error) => {
             // Still WRITABLE and usable: only the busy mark is undone.
             reg.set_busy(addr, false);
-            Err(Error::Os(errno))
+            Err(error)
         }
     };
     drop(reg);
@@ -379,13 +382,14 @@ pub(crate) fn free(ptr: *const u8, access: Access) -> Result<(), Error> {
 
 fn free_inner(ptr: *const u8, access: Access) -> Result<(), Error> {
     let (start, addr) = key(ptr)?;
+    execmem::settle_fork();
     let slot = with_idle_page(addr, access, |reg, slot| {
         reg.set_busy(addr, true);
         Ok(slot)
     })?;
     // SAFETY: `start` starts a registered mapping of `mapped_len` bytes; its owner gives
     // it up by calling free, and BUSY keeps every other thread off it.
-    let unmapped = unsafe { sys::munmap(start, slot.mapped_len()) };
+    let unmapped = unsafe { execmem::unmap_page(start, slot.mapped_len()) };
     if unmapped.is_ok() {
         // Still BUSY and registered: no new page at this address is registered (or
         // named to gdb) until the entry goes below.
@@ -417,6 +421,7 @@ pub(crate) fn write(ptr: *mut u8, offset: usize, bytes: &[u8], access: Access) -
 
 fn write_inner(ptr: *mut u8, offset: usize, bytes: &[u8], access: Access) -> Result<(), Error> {
     let (_, addr) = key(ptr)?;
+    execmem::settle_fork();
     // A read lock on an idle page suffices: seal and free must take the write lock to
     // mark it busy, so the page stays mapped and WRITABLE while we copy.
     with_idle_page_read(addr, access, |slot| {
@@ -479,6 +484,11 @@ pub(crate) fn try_inspect(ptr: *const u8) -> Result<Option<PageInfo>, Error> {
 /// writer or a BUSY page. For [`crate::signal_safe::verify`].
 pub(crate) fn try_verify(ptr: *const u8) -> Result<usize, Error> {
     let (_, addr) = key(ptr)?;
+    if execmem::unsettled_child() {
+        // A forked child in memfd mode: the registry still names the parent's pages,
+        // which are not mapped here (forgetting them takes locks a handler may not).
+        return Err(Error::NotRegistered);
+    }
     try_with_slot(addr, true, |slot| check_sealed(ptr, slot))?.ok_or(Error::NotRegistered)
 }
 
@@ -508,6 +518,7 @@ pub(crate) fn try_with_slot<T>(
 /// seal. Returns the page's length on a match. Syscalls: none.
 pub(crate) fn verify(ptr: *const u8) -> Result<usize, Error> {
     let (_, addr) = key(ptr)?;
+    execmem::settle_fork();
     if let Some(verdict) = crate::arena::verify(addr) {
         return verdict;
     }
@@ -627,6 +638,7 @@ pub fn stats() -> Stats {
         arenas: reg.arena_count(),
         arena_functions: crate::arena::live_functions(),
         arena_bytes: reg.arena_bytes(),
+        exec_mode: execmem::exec_mode(),
     }
 }
 

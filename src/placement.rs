@@ -170,6 +170,46 @@ pub(crate) fn map(len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
     sys::mmap_anonymous(len, prot)
 }
 
+/// Maps `len` bytes (whole pages) of the file `fd`, shared, with protection `prot`
+/// (never W|X), at a randomized address as [`map`] places anonymous pages, always at the
+/// file offset equal to the address (see `crate::execmem`). Never replaces a mapping
+/// it did not just make.
+///
+/// # Errors
+/// As [`map`].
+pub(crate) fn map_file(len: usize, prot: u32, fd: i32) -> Result<NonNull<u8>, Errno> {
+    for attempt in 0..ATTEMPTS {
+        let hint = if len <= BUMP_MAX { take(len, attempt > 0) } else { random_address(len, sys::PAGE_SIZE) };
+        match sys::mmap_shared_noreplace(hint, len, prot, fd, hint as u64) {
+            Ok(ptr) if ptr.as_ptr() as usize == hint => return Ok(ptr),
+            // A kernel without MAP_FIXED_NOREPLACE took the address as a hint and put the
+            // mapping elsewhere, at the wrong offset: map the right one over it.
+            Ok(ptr) => return remap_at_own_offset(ptr, len, prot, fd),
+            Err(Errno::EEXIST) => {}
+            Err(Errno::ENOMEM) => break,
+            Err(errno) => return Err(errno),
+        }
+    }
+    // Relaxed: a statistic.
+    FALLBACKS.fetch_add(1, Ordering::Relaxed);
+    // The kernel's choice of address, taken first with an inaccessible stand-in.
+    let ptr = sys::mmap_anonymous(len, sys::PROT_NONE)?;
+    remap_at_own_offset(ptr, len, prot, fd)
+}
+
+/// Replaces the fresh mapping `[ptr, ptr + len)` by a view of `fd` at offset `ptr`.
+fn remap_at_own_offset(ptr: NonNull<u8>, len: usize, prot: u32, fd: i32) -> Result<NonNull<u8>, Errno> {
+    // SAFETY: `ptr` is a mapping this module has just made and nobody else knows.
+    match unsafe { sys::mmap_shared_fixed(ptr, len, prot, fd, ptr.as_ptr() as u64) } {
+        Ok(()) => Ok(ptr),
+        Err(errno) => {
+            // SAFETY: as above.
+            let _ = unsafe { sys::munmap(ptr, len) };
+            Err(errno)
+        }
+    }
+}
+
 /// Reserves `len` bytes (whole pages) of address space, inaccessible (`PROT_NONE`), at
 /// a random address, named `wildx-arena`: the arena's reservation. Pages inside it are
 /// made accessible later with `mprotect` (see [`crate::execmem`]).

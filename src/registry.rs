@@ -380,6 +380,23 @@ impl Registry {
         }
     }
 
+    /// Forgets every page (the child of a `fork` in memfd mode, where none of them is
+    /// mapped: see `crate::execmem`), calling `gone(addr, mapped_len)` for each.
+    pub(crate) fn forget_all_pages(&mut self, mut gone: impl FnMut(usize, usize)) {
+        for (&addr, slot) in self.map.iter() {
+            gone(addr, slot.mapped_len());
+        }
+        self.map.clear();
+        // What is left mapped is the arenas' (they stay until their handles drop).
+        self.live_bytes = self.arena_bytes;
+        self.busy_pages = 0;
+    }
+
+    /// The live arenas, sorted by start.
+    pub(crate) fn arenas(&self) -> &[ArenaSpan] {
+        &self.arenas
+    }
+
     /// Registers an arena. Fails only if the list must grow and its `mmap` fails.
     pub(crate) fn add_arena(&mut self, span: ArenaSpan) -> Result<(), allocator_api2::collections::TryReserveError> {
         self.arenas.try_reserve(1)?;

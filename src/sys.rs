@@ -80,6 +80,8 @@ impl Errno {
     pub const EINVAL: Errno = Errno(22);
     /// `EEXIST`: something is already there (`MAP_FIXED_NOREPLACE`).
     pub const EEXIST: Errno = Errno(17);
+    /// `ENOSYS`: the kernel (or a seccomp policy) does not provide the syscall.
+    pub const ENOSYS: Errno = Errno(38);
 
     /// Wraps a raw, positive errno value.
     pub const fn from_raw(code: i32) -> Errno {
@@ -102,6 +104,7 @@ impl Errno {
             14 => "EFAULT",
             22 => "EINVAL",
             17 => "EEXIST",
+            38 => "ENOSYS",
             _ => return None,
         })
     }
@@ -642,25 +645,6 @@ pub(crate) fn mmap_file(len: usize, prot: u32, fd: i32, offset: u64) -> Result<N
 
 // ---- arena: reservations and releases ----
 
-/// `MADV_DONTNEED`: drop the pages' contents; private anonymous memory reads back zero.
-pub const MADV_DONTNEED: u32 = 4;
-
-/// Tells the kernel it may drop the contents of the pages covering `[addr, addr + len)`
-/// (`madvise(MADV_DONTNEED)`): their memory goes back to the system.
-///
-/// # Safety
-/// `addr` must be page-aligned, the range must lie in private anonymous mappings the
-/// caller owns, and nothing may rely on the bytes afterwards (they read back as zero if
-/// the pages are still accessible).
-///
-/// # Errors
-/// `EINVAL` for a misaligned address, `ENOMEM` for an unmapped range.
-pub unsafe fn madvise_dontneed(addr: NonNull<u8>, len: usize) -> Result<(), Errno> {
-    // SAFETY: the caller owns the range and gives up its contents (see # Safety).
-    let ret = unsafe { syscalls::syscall3(Sysno::madvise, addr.as_ptr() as usize, len, MADV_DONTNEED as usize) };
-    check(ret).map(drop)
-}
-
 /// `MREMAP_MAYMOVE`: the kernel may move the mapping to grow it.
 pub const MREMAP_MAYMOVE: u32 = 1;
 
@@ -681,6 +665,156 @@ pub unsafe fn mremap(addr: NonNull<u8>, old_len: usize, new_len: usize) -> Resul
         unsafe { syscalls::syscall4(Sysno::mremap, addr.as_ptr() as usize, old_len, new_len, MREMAP_MAYMOVE as usize) };
     let new = check(ret)?;
     NonNull::new(new as *mut u8).ok_or(Errno::ENOMEM)
+}
+
+// ---- the memfd fallback (crate::execmem) ----
+
+/// `MAP_SHARED`: writes go to the underlying file and every mapping of it sees them.
+pub(crate) const MAP_SHARED: u32 = 0x01;
+/// `MFD_CLOEXEC`: the memfd is closed on `execve`.
+pub(crate) const MFD_CLOEXEC: u32 = 0x1;
+/// `MFD_EXEC` (Linux 6.3+): the memfd may be mapped executable even where
+/// `vm.memfd_noexec` asks new memfds to be non-executable by default. Older kernels
+/// refuse the unknown flag with `EINVAL`.
+pub(crate) const MFD_EXEC: u32 = 0x10;
+/// `MADV_DONTFORK`: a child made by `fork` does not inherit the range.
+pub(crate) const MADV_DONTFORK: u32 = 10;
+/// `FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE`: free a file range's memory, keep the
+/// file's size; the range reads back as zero.
+const FALLOC_PUNCH_HOLE: u32 = 0x01 | 0x02;
+
+/// Creates an anonymous memory file named `name` (NUL-terminated; shown as
+/// `/memfd:<name> (deleted)` in `/proc/<pid>/maps`) with `flags`; returns its descriptor.
+///
+/// # Errors
+/// `EINVAL` for a name without its NUL (checked here) or unknown flags (`MFD_EXEC` on
+/// kernels before 6.3), `EACCES` where `vm.memfd_noexec = 2` refuses executable memfds,
+/// `EMFILE`/`ENFILE`, `ENOMEM`, `ENOSYS` before Linux 3.17 or under a seccomp policy.
+pub(crate) fn memfd_create(name: &'static [u8], flags: u32) -> Result<i32, Errno> {
+    if name.last() != Some(&0) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: the kernel reads the NUL-terminated name (checked above, 'static); nothing
+    // else is dereferenced.
+    let ret = unsafe { syscalls::syscall2(Sysno::memfd_create, name.as_ptr() as usize, flags as usize) };
+    check(ret).map(|fd| fd as i32)
+}
+
+/// Sets the size of the file open at `fd` (`ftruncate`). A memfd grown this way is
+/// sparse: no memory until a page is touched.
+///
+/// # Errors
+/// `EBADF`, `EINVAL` (not a regular file, or past the file system's largest size),
+/// `EPERM` (sealed).
+pub(crate) fn ftruncate(fd: i32, len: u64) -> Result<(), Errno> {
+    // SAFETY: ftruncate dereferences nothing; it changes a file wildx created itself,
+    // whose mappings wildx only ever makes over offsets below the new size.
+    let ret = unsafe { syscalls::syscall2(Sysno::ftruncate, fd as usize, len as usize) };
+    check(ret).map(drop)
+}
+
+/// Frees the memory of the file range `[offset, offset + len)` of `fd`
+/// (`fallocate(PUNCH_HOLE | KEEP_SIZE)`); the range reads back as zero afterwards.
+///
+/// # Safety
+/// Nothing may rely on the range's contents afterwards: every mapping of it, in this
+/// process or another, sees zeros from now on.
+///
+/// # Errors
+/// `EBADF`, `EINTR`, `EOPNOTSUPP` on file systems that cannot punch holes.
+pub(crate) unsafe fn punch_hole(fd: i32, offset: u64, len: usize) -> Result<(), Errno> {
+    // SAFETY: fallocate dereferences nothing; the caller gives up the range's contents.
+    let ret =
+        unsafe { syscalls::syscall4(Sysno::fallocate, fd as usize, FALLOC_PUNCH_HOLE as usize, offset as usize, len) };
+    check(ret).map(drop)
+}
+
+/// Maps `len` bytes of the file open at `fd`, from byte `offset`, shared, with protection
+/// `prot` (never W|X), at exactly `addr` if nothing is mapped in `[addr, addr + len)`
+/// (`MAP_SHARED | MAP_FIXED_NOREPLACE`). Returns where the mapping is: on kernels before
+/// 4.17 the flag is ignored and `addr` is only a hint. No existing mapping is ever
+/// replaced, so this is safe.
+///
+/// # Errors
+/// `EINVAL` for W|X (before any syscall) or a misaligned offset; `EEXIST` if something is
+/// mapped in the range; `EACCES`/`EPERM` where a policy refuses `prot`; `ENOMEM`.
+pub(crate) fn mmap_shared_noreplace(
+    addr: usize,
+    len: usize,
+    prot: u32,
+    fd: i32,
+    offset: u64,
+) -> Result<NonNull<u8>, Errno> {
+    refuse_wx(prot)?;
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping (EEXIST instead), and
+    // where the kernel does not know it the address is a mere hint; no pointer argument
+    // is dereferenced.
+    let ret = unsafe {
+        syscalls::syscall6(
+            Sysno::mmap,
+            addr,
+            len,
+            prot as usize,
+            (MAP_SHARED | MAP_FIXED_NOREPLACE) as usize,
+            fd as usize,
+            offset as usize,
+        )
+    };
+    let got = check(ret)?;
+    NonNull::new(got as *mut u8).ok_or(Errno::ENOMEM)
+}
+
+/// Replaces `[addr, addr + len)` by a shared mapping of the file open at `fd` from byte
+/// `offset`, with protection `prot` (never W|X), in one `mmap` with `MAP_FIXED`: the
+/// address stays, and whatever was mapped there is gone.
+///
+/// # Safety
+/// `addr` is page-aligned and the range is memory the caller owns; no Rust reference into
+/// it may be used afterwards if the new mapping's contents or protection differ.
+///
+/// # Errors
+/// `EINVAL` for W|X (before any syscall) or misalignment; `EACCES`/`EPERM` where a policy
+/// refuses `prot` (checked by the kernel before the old mapping is touched); `ENOMEM`.
+pub(crate) unsafe fn mmap_shared_fixed(
+    addr: NonNull<u8>,
+    len: usize,
+    prot: u32,
+    fd: i32,
+    offset: u64,
+) -> Result<(), Errno> {
+    refuse_wx(prot)?;
+    // SAFETY: MAP_FIXED replaces only the caller's own range (see # Safety).
+    let ret = unsafe {
+        syscalls::syscall6(
+            Sysno::mmap,
+            addr.as_ptr() as usize,
+            len,
+            prot as usize,
+            (MAP_SHARED | MAP_FIXED) as usize,
+            fd as usize,
+            offset as usize,
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// Gives the CPU to another runnable thread (`sched_yield`).
+pub(crate) fn sched_yield() {
+    // SAFETY: sched_yield takes no arguments and touches no memory.
+    let _ = unsafe { syscalls::syscall0(Sysno::sched_yield) };
+}
+
+/// Marks `[addr, addr + len)` not to be inherited by a child of `fork`
+/// (`madvise(MADV_DONTFORK)`). Changes nothing in this process.
+///
+/// # Errors
+/// `EINVAL` for a misaligned address, `ENOMEM` for an unmapped range or a split past the
+/// map-count limit.
+pub(crate) fn madvise_dontfork(addr: NonNull<u8>, len: usize) -> Result<(), Errno> {
+    // SAFETY: MADV_DONTFORK only sets a flag on the mappings, read at the next fork; it
+    // changes no contents and no protection in this process.
+    let ret = unsafe { syscalls::syscall3(Sysno::madvise, addr.as_ptr() as usize, len, MADV_DONTFORK as usize) };
+    check(ret).map(drop)
 }
 
 #[cfg(test)]

@@ -331,7 +331,7 @@ fn error_codes_and_messages() {
     let out = assert_exit0(&Build::c("errors", "errors.c").run(), &[]);
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 22 + 1, "{stdout}");
+    assert_eq!(lines.len(), 24 + 1, "{stdout}");
     let version = lines.last().unwrap();
     assert_eq!(*version, format!("WILDX_VERSION {}", env!("CARGO_PKG_VERSION")));
     #[cfg(feature = "capi")]
@@ -360,6 +360,8 @@ fn error_codes_and_messages() {
             ("WILDX_E_REJECTED", capi::WILDX_E_REJECTED),
             ("WILDX_E_READ_IMPLIES_EXEC", capi::WILDX_E_READ_IMPLIES_EXEC),
             ("WILDX_E_WOULD_BLOCK", capi::WILDX_E_WOULD_BLOCK),
+            ("WILDX_E_EXEC_DENIED", capi::WILDX_E_EXEC_DENIED),
+            ("WILDX_E_INHERITED", capi::WILDX_E_INHERITED),
         ];
         for (line, &(name, value)) in lines.iter().zip(rust) {
             // SAFETY: wildx_strerror returns a static NUL-terminated string.
@@ -382,6 +384,9 @@ fn kernel_refusals_map_to_their_codes() {
     assert_eq!(error_code(Error::Os(Errno::EACCES)), capi::WILDX_E_DENIED);
     assert_eq!(error_code(Error::Os(Errno::EPERM)), capi::WILDX_E_DENIED);
     assert_eq!(error_code(Error::Os(Errno::EINVAL)), capi::WILDX_E_OS);
+    let denied = Error::ExecDenied { anonymous: Errno::EACCES, memfd: Some(Errno::EPERM) };
+    assert_eq!(error_code(denied), capi::WILDX_E_EXEC_DENIED);
+    assert_eq!(error_code(Error::Inherited), capi::WILDX_E_INHERITED);
     assert_eq!(error_code(Error::Os(Errno::from_raw(75))), capi::WILDX_E_OS);
     assert_eq!(error_code(Error::RegistryStorage), capi::WILDX_E_REGISTRY_STORAGE);
     assert_eq!(error_code(Error::HeldByHandle), capi::WILDX_E_HELD_BY_HANDLE);
@@ -584,7 +589,7 @@ fn layout_matches_rust() {
             (key.to_owned(), value.parse().expect("a number"))
         })
         .collect();
-    assert_eq!(c.len(), 2 + 2 * 13 + 4, "{stdout}");
+    assert_eq!(c.len(), 2 + 2 * 14 + 4 + 4, "{stdout}");
     assert_eq!(c["const WILDX_DEFAULT_QUOTA"], wildx::DEFAULT_QUOTA as i64);
     #[cfg(feature = "capi")]
     {
@@ -612,6 +617,11 @@ fn layout_matches_rust() {
         field!(arenas);
         field!(arena_functions);
         field!(arena_bytes);
+        field!(exec_mode);
+        assert_eq!(c["const WILDX_EXEC_UNDETECTED"], capi::WILDX_EXEC_UNDETECTED as i64);
+        assert_eq!(c["const WILDX_EXEC_ANONYMOUS"], capi::WILDX_EXEC_ANONYMOUS as i64);
+        assert_eq!(c["const WILDX_EXEC_MEMFD"], capi::WILDX_EXEC_MEMFD as i64);
+        assert_eq!(c["const WILDX_EXEC_DENIED"], capi::WILDX_EXEC_DENIED as i64);
         assert_eq!(c["const WILDX_STATE_NOT_REGISTERED"], capi::WILDX_STATE_NOT_REGISTERED.into());
         assert_eq!(c["const WILDX_STATE_WRITABLE"], capi::WILDX_STATE_WRITABLE.into());
         assert_eq!(c["const WILDX_STATE_EXECUTABLE"], capi::WILDX_STATE_EXECUTABLE.into());

@@ -175,80 +175,7 @@ fn registry_storage_cannot_grow() {
 // seccomp
 // ---------------------------------------------------------------------------------------
 
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-/// Offsets into `struct seccomp_data`: nr, arch, then args[i] at 16 + 8 i (low word
-/// first on x86-64).
-const NR: u32 = 0;
-const ARCH: u32 = 4;
-const fn arg_lo(i: u32) -> u32 {
-    16 + 8 * i
-}
-const fn arg_hi(i: u32) -> u32 {
-    20 + 8 * i
-}
-
-fn load(offset: u32) -> libc::sock_filter {
-    libc::sock_filter { code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, jt: 0, jf: 0, k: offset }
-}
-fn jeq(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt, jf, k }
-}
-fn jset(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K) as u16, jt, jf, k }
-}
-fn ret(k: u32) -> libc::sock_filter {
-    libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k }
-}
-fn refuse_with(errno: i32) -> libc::sock_filter {
-    ret(libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA))
-}
-
-/// Fails `mprotect`, `pkey_mprotect` and `mmap` whose protection includes `PROT_EXEC`
-/// with `EACCES`, as SELinux `execmem` does; allows everything else.
-fn refuse_prot_exec() -> Vec<libc::sock_filter> {
-    vec![
-        load(ARCH),                                // 0
-        jeq(AUDIT_ARCH_X86_64, 0, 6),              // 1: other ABI -> 8 allow
-        load(NR),                                  // 2
-        jeq(libc::SYS_mprotect as u32, 2, 0),      // 3: -> 6
-        jeq(libc::SYS_pkey_mprotect as u32, 1, 0), // 4: -> 6
-        jeq(libc::SYS_mmap as u32, 0, 2),          // 5: -> 6, else -> 8
-        load(arg_lo(2)),                           // 6: prot
-        jset(libc::PROT_EXEC as u32, 1, 0),        // 7: -> 9 refuse, else 8
-        ret(libc::SECCOMP_RET_ALLOW),              // 8
-        refuse_with(libc::EACCES),                 // 9
-    ]
-}
-
-/// Fails `munmap` of exactly `len` bytes with `EPERM`; allows everything else.
-fn refuse_munmap_of_len(len: usize) -> Vec<libc::sock_filter> {
-    assert!(u32::try_from(len).is_ok());
-    vec![
-        load(ARCH),                         // 0
-        jeq(AUDIT_ARCH_X86_64, 0, 6),       // 1: -> 8 allow
-        load(NR),                           // 2
-        jeq(libc::SYS_munmap as u32, 0, 4), // 3: -> 8 allow
-        load(arg_lo(1)),                    // 4: length, low word
-        jeq(len as u32, 0, 2),              // 5: -> 8 allow
-        load(arg_hi(1)),                    // 6: length, high word
-        jeq(0, 1, 0),                       // 7: -> 9 refuse
-        ret(libc::SECCOMP_RET_ALLOW),       // 8
-        refuse_with(libc::EPERM),           // 9
-    ]
-}
-
-/// Installs `program` as a seccomp filter on the calling thread (only: no TSYNC) with
-/// the raw `prctl` and `seccomp` syscalls. It cannot be removed again.
-fn install_filter(program: &[libc::sock_filter]) {
-    let prog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes no pointers; it only restricts this thread.
-    let r = unsafe { libc::syscall(libc::SYS_prctl, libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    assert_eq!(r, 0, "prctl(PR_SET_NO_NEW_PRIVS): {}", std::io::Error::last_os_error());
-    // SAFETY: the kernel copies `prog` and the `program` it points to (both live here)
-    // before returning.
-    let r = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog) };
-    assert_eq!(r, 0, "seccomp(SECCOMP_SET_MODE_FILTER): {}", std::io::Error::last_os_error());
-}
+use common::seccomp::{install_filter, refuse_munmap_of_len, refuse_prot_exec};
 
 /// An anonymous R|W mapping made with libc, to check what a filter does to it.
 fn libc_map(len: usize) -> *mut libc::c_void {
@@ -271,9 +198,17 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// A seal refused by a policy that appeared after wildx chose anonymous memory.
+const DENIED_LATE: Error = Error::ExecDenied { anonymous: Errno::EACCES, memfd: None };
+
 #[test]
 fn prot_exec_refused_by_seccomp() {
     run_in_child("prot_exec_refused_by_seccomp", || {
+        // wildx chooses anonymous memory at its first page, before the policy appears
+        // (a program that sandboxes itself after start-up); the memfd fallback, chosen
+        // only at that first page, is tested in tests/memfd.rs.
+        drop(Page::new(1).expect("page"));
+        assert_eq!(wildx::exec_mode(), wildx::ExecMode::Anonymous);
         let exec_before = Maps::read().anon_exec_bytes();
         let before = wildx::stats();
         install_filter(&refuse_prot_exec());
@@ -308,7 +243,7 @@ fn prot_exec_refused_by_seccomp() {
             let mut err = -99;
             // SAFETY: `err` is a valid i32.
             assert_eq!(unsafe { wildx::capi::wildx_seal_ex(p, &mut err) }, -1);
-            assert_eq!(err, wildx::capi::WILDX_E_DENIED);
+            assert_eq!(err, wildx::capi::WILDX_E_EXEC_DENIED);
         }
         assert_eq!(wildx::raw::verify(p), -1, "never sealed");
         assert_eq!(wildx::raw::free(p), 0);
@@ -320,10 +255,11 @@ fn prot_exec_refused_by_seccomp() {
         let addr = page.as_ptr();
         // SAFETY: the page holds the add code, which implements AddI32.
         let SealError { error, mut page } = unsafe { page.seal::<AddI32>() }.expect_err("PROT_EXEC is refused");
-        assert_eq!(error, Error::Os(Errno::EACCES));
+        assert_eq!(error, DENIED_LATE);
         let message = error.to_string();
         assert!(message.contains("EACCES") && message.contains("refused"), "{message}");
-        assert!(message.contains("executable memory") && message.contains("SELinux execmem"), "{message}");
+        assert!(message.starts_with("executable memory denied by the system"), "{message}");
+        assert!(message.contains("wildx::use_memfd()"), "{message}");
         assert_eq!(page.as_ptr(), addr);
         let info = wildx::inspect(addr).expect("still registered");
         assert_eq!((info.state, info.held_by_handle), (State::Writable, true));
@@ -331,8 +267,8 @@ fn prot_exec_refused_by_seccomp() {
         assert_eq!(page.as_slice()[..7], [0x89, 0xf8, 0x01, 0xf0, 0xc3, 0xc3, 0xcc]);
         // SAFETY: as above.
         let again = unsafe { page.seal::<AddI32>() }.expect_err("still refused");
-        assert!(again.to_string().starts_with("seal refused: the kernel refused: EACCES"), "{again}");
-        assert_eq!(Error::from(again), Error::Os(Errno::EACCES)); // drops (frees) the page
+        assert!(again.to_string().starts_with("seal refused: executable memory denied by the system"), "{again}");
+        assert_eq!(Error::from(again), DENIED_LATE); // drops (frees) the page
         assert!(wildx::inspect(addr).is_none());
 
         // compile_add_i32: null, and not one mapping changed.
@@ -342,7 +278,7 @@ fn prot_exec_refused_by_seccomp() {
         let typed = wildx::jit::compile_add().map(drop);
         maps[1].snapshot();
         assert!(f.is_null());
-        assert_eq!(typed, Err(Error::Os(Errno::EACCES)));
+        assert_eq!(typed, Err(DENIED_LATE));
         assert_eq!(maps[0].text(), maps[1].text(), "compile under a PROT_EXEC ban left a mapping behind");
 
         let after = wildx::stats();
@@ -509,6 +445,17 @@ fn every_error() -> Vec<(Error, &'static str)> {
         ),
         (Error::ReadImpliesExec, "the READ_IMPLIES_EXEC personality would make writable pages executable"),
         (Error::WouldBlock, "the registry is busy and this call does not wait"),
+        (
+            Error::ExecDenied { anonymous: Errno::EACCES, memfd: Some(Errno::EPERM) },
+            "executable memory denied by the system: anonymous memory refused (EACCES (errno 13)), \
+             memfd refused (EPERM (errno 1))",
+        ),
+        (
+            Error::ExecDenied { anonymous: Errno::EPERM, memfd: None },
+            "executable memory denied by the system: anonymous memory refused (EPERM (errno 1)) \
+             after wildx had chosen it; call wildx::use_memfd() before the first allocation",
+        ),
+        (Error::Inherited, "arena inherited across fork in memfd mode: its code is not mapped here"),
     ];
     for (e, _) in &all {
         match e {
@@ -530,7 +477,9 @@ fn every_error() -> Vec<(Error, &'static str)> {
             | Error::Reentrant
             | Error::Rejected(_)
             | Error::ReadImpliesExec
-            | Error::WouldBlock => {}
+            | Error::WouldBlock
+            | Error::ExecDenied { .. }
+            | Error::Inherited => {}
             // `Error` is `#[non_exhaustive]`, so this match cannot be checked for
             // completeness here; inside the crate, `capi::error_code`'s match is, so a
             // new variant fails to compile there first. Add its case above and here.
@@ -550,7 +499,7 @@ fn every_error_variant_displays_exactly() {
     }
     // Every variant is there (the match in every_error keeps this honest).
     let variants: std::collections::HashSet<_> = all.iter().map(|(e, _)| std::mem::discriminant(e)).collect();
-    assert_eq!(variants.len(), 19);
+    assert_eq!(variants.len(), 21);
 }
 
 #[test]
@@ -582,6 +531,8 @@ fn errors_from_real_refusals_display_what_happened() {
 #[test]
 fn compile_add_keeps_a_page_it_cannot_free_and_reuses_it() {
     run_in_child("compile_add_keeps_a_page_it_cannot_free_and_reuses_it", || {
+        // Anonymous memory chosen before the policy appears (see prot_exec_refused_by_seccomp).
+        drop(Page::new(1).expect("page"));
         let before = wildx::stats();
         install_filter(&refuse_prot_exec());
         install_filter(&refuse_munmap_of_len(PAGE));

@@ -27,10 +27,11 @@ use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 
 use super::table::{Placement, RecState, Table};
 use crate::error::Error;
+use crate::execmem::{self, Backing};
 use crate::global::MmapAlloc;
 use crate::hash::fnv1a64;
 use crate::registry::{ArenaSpan, REGISTRY};
-use crate::sys::{self, PAGE_SIZE, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE};
+use crate::sys::{self, PAGE_SIZE};
 
 /// Arena serial numbers, so that an id from one arena is refused by every other (a
 /// dropped arena's address may be reused by a new one; its serial never is).
@@ -52,6 +53,11 @@ pub(crate) struct Shared {
     pub(crate) base: NonNull<u8>,
     /// The reservation's length (whole pages).
     pub(crate) capacity: usize,
+    /// How its pages are backed (see `crate::execmem`).
+    backing: Backing,
+    /// In memfd mode, the process whose file backs the pages (0 for anonymous memory):
+    /// in a forked child the arena is inherited and refuses everything but its drop.
+    owner: i32,
     /// Raw-surface lookups that found this arena in the registry and have not finished.
     refs: AtomicU32,
     /// The thread id running a `push_with` closure under the lock, 0 if none.
@@ -78,7 +84,7 @@ impl Shared {
         let capacity = crate::registry::checked_round_to_pages(capacity).ok_or(Error::LengthOverflow)?;
         // At a random address (crate::placement), named `wildx-arena` where the kernel
         // names mappings; refused under READ_IMPLIES_EXEC.
-        let base = crate::execmem::reserve(capacity)?;
+        let (base, backing) = execmem::reserve(capacity)?;
         let table = match Table::new(capacity) {
             Ok(table) => table,
             Err(error) => {
@@ -100,6 +106,8 @@ impl Shared {
             serial,
             base,
             capacity,
+            backing,
+            owner: execmem::owner_of(backing),
             refs: AtomicU32::new(0),
             emitter: AtomicI32::new(0),
             table: crate::lock::Mutex::new(table),
@@ -163,11 +171,15 @@ impl Shared {
         for registration in table.take_registrations() {
             crate::profiling::code_retired(registration);
         }
+        let committed = table.committed_end();
         drop(table);
+        // An arena inherited across fork in memfd mode is not backed by this process's
+        // file: only its reservation is unmapped, no file range is touched.
+        let backing = if execmem::owns(this.owner) { this.backing } else { Backing::Anonymous };
         // SAFETY: the reservation is ours; no Entry or lookup uses it any more. A refused
         // munmap (a seccomp policy, or the map-count limit when splitting) leaves it
         // mapped but inaccessible to wildx: nothing better can be done in a drop.
-        let unmapped = unsafe { sys::munmap(this.base, this.capacity) };
+        let unmapped = unsafe { execmem::unreserve(this.base, this.capacity, committed, backing) };
         debug_assert!(unmapped.is_ok(), "munmap of an arena reservation refused: {unmapped:?}");
         REGISTRY.write().release_arena_bytes(accessible);
         // Relaxed: a statistic.
@@ -183,6 +195,11 @@ impl Shared {
     /// The table, locked; [`Error::Reentrant`] instead of a deadlock when the calling
     /// thread is the one inside a `push_with` closure of this arena.
     pub(crate) fn lock(&self) -> Result<Guard<'_>, Error> {
+        if self.owner != 0 && !execmem::owns(self.owner) {
+            // A forked child's first look at wildx: forget the parent's pages.
+            execmem::settle_fork();
+            return Err(Error::Inherited);
+        }
         if let Some(guard) = self.table.try_lock() {
             return Ok(guard);
         }
@@ -296,11 +313,9 @@ impl Shared {
                 return Err(Error::QuotaExceeded { requested: bytes, live, quota });
             }
         }
-        let prot = PROT_READ | PROT_WRITE;
-        debug_assert!(prot & PROT_EXEC == 0, "W^X: never map a page writable and executable");
         // SAFETY: `[from, to)` are reserved pages above `committed_end`: never accessible
         // before, so no reference to them exists.
-        if let Err(errno) = unsafe { sys::mprotect(self.ptr(from), bytes, prot) } {
+        if let Err(errno) = unsafe { execmem::make_rw(self.ptr(from), bytes, self.backing) } {
             REGISTRY.write().release_arena_bytes(bytes);
             return Err(Error::Os(errno));
         }
@@ -326,12 +341,10 @@ impl Shared {
             let bytes = unsafe { slice::from_raw_parts(base.as_ptr().add(rec.off), rec.len()) };
             rec.hash = fnv1a64(bytes);
         }
-        let prot = PROT_READ | PROT_EXEC;
-        debug_assert!(prot & PROT_WRITE == 0, "W^X: never map a page writable and executable");
-        // SAFETY: `[from, to)` are this arena's pending pages; no slice over them outlives
-        // a push (each push's slice ends before its lock is released), so removing
-        // PROT_WRITE invalidates no reference. Nothing is placed below `to` again.
-        unsafe { sys::mprotect(self.ptr(from), to - from, prot) }.map_err(Error::Os)?;
+        // SAFETY: `[from, to)` are this arena's pending R|W pages; no slice over them
+        // outlives a push (each push's slice ends before its lock is released), so
+        // removing PROT_WRITE invalidates no reference. Nothing is placed below `to` again.
+        unsafe { execmem::make_rx(self.ptr(from), to - from, self.backing) }?;
         let range = table.published(to);
         // Executable now, and nothing can call it before we return: the profilers' turn.
         let bytes = |off, len| {
@@ -344,20 +357,70 @@ impl Shared {
         Ok(range)
     }
 
-    /// Releases `[from, to)`: `PROT_NONE`, then its memory back to the kernel.
-    /// Syscalls: `mprotect`, `madvise`. On a refused `mprotect` nothing changed.
+    /// Releases `[from, to)`: replaced by inaccessible fresh memory, its own memory back
+    /// to the kernel. Syscalls: `mmap` (and `fallocate` in memfd mode). On a refused
+    /// `mmap` nothing changed.
     pub(crate) fn release(&self, from: usize, to: usize) -> Result<(), Error> {
         if from == to {
             return Ok(());
         }
         // SAFETY: every record on these pages is retired and no Entry is alive for any
-        // of them (checked by the caller under the lock), so no reference into them exists.
-        unsafe { sys::mprotect(self.ptr(from), to - from, PROT_NONE) }.map_err(Error::Os)?;
-        // SAFETY: as above; the pages are inaccessible now, their contents unwanted. A
-        // refused madvise only keeps the memory resident.
-        let _ = unsafe { sys::madvise_dontneed(self.ptr(from), to - from) };
+        // of them (checked by the caller under the lock), so no reference into them
+        // exists; they lie in this arena's reservation, backed as `self.backing` says.
+        unsafe { execmem::release(self.ptr(from), to - from, self.backing) }.map_err(Error::Os)?;
         REGISTRY.write().release_arena_bytes(to - from);
         Ok(())
+    }
+
+    /// In a forked child (memfd mode), where the arena's views of the parent's file were
+    /// not inherited: plugs their addresses with inaccessible mappings so nothing else
+    /// lands there and a stale call faults. Does nothing if the table is locked (a
+    /// fork without the hooks, while a thread of the parent held it).
+    pub(crate) fn plug_inherited(&self) {
+        let Some(table) = self.table.try_lock() else { return };
+        let mut run = None;
+        for page in (0..table.committed_end() + PAGE_SIZE).step_by(PAGE_SIZE) {
+            let hole = page < table.committed_end() && !table.page_released(page);
+            match (hole, run) {
+                (true, None) => run = Some(page),
+                (false, Some(from)) => {
+                    crate::fork::plug(self.addr(from), page - from);
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// For `atfork_prepare`: locks the table if that can be done at once, or if the
+    /// calling thread already holds it (inside its own `push_with` closure: `Some(None)`,
+    /// nothing to release later). `None` if another thread holds it.
+    pub(crate) fn try_lock_for_fork(&self) -> Option<Option<Guard<'_>>> {
+        if let Some(guard) = self.table.try_lock() {
+            return Some(Some(guard));
+        }
+        // Relaxed: as in `lock`.
+        let emitter = self.emitter.load(Ordering::Relaxed);
+        (emitter != 0 && emitter == sys::gettid()).then_some(None)
+    }
+
+    /// Unlocks a table whose guard `atfork_prepare` forgot.
+    ///
+    /// # Safety
+    /// The calling thread locked it in `try_lock_for_fork` and forgot the guard.
+    pub(crate) unsafe fn unlock_after_fork(&self) {
+        // SAFETY: forwarded.
+        unsafe { self.table.unlock_unguarded() }
+    }
+
+    /// Resets the table's lock in a forked child.
+    ///
+    /// # Safety
+    /// As `crate::lock::Mutex::reset_in_child`: only the calling thread exists, and it
+    /// holds no guard of this table.
+    pub(crate) unsafe fn reset_lock_in_child(&self) {
+        // SAFETY: forwarded.
+        unsafe { self.table.reset_in_child() }
     }
 
     /// The bytes of record `off..off + len`.

@@ -48,6 +48,8 @@ static const struct {
     CODE(WILDX_E_REJECTED),
     CODE(WILDX_E_READ_IMPLIES_EXEC),
     CODE(WILDX_E_WOULD_BLOCK),
+    CODE(WILDX_E_EXEC_DENIED),
+    CODE(WILDX_E_INHERITED),
 };
 
 int main(void) {

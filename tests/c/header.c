@@ -10,7 +10,7 @@
 #define STATIC_CHECK(name, cond) typedef char name[(cond) ? 1 : -1]
 #endif
 
-STATIC_CHECK(stats_is_104_bytes, sizeof(struct wildx_stats) == 104);
+STATIC_CHECK(stats_is_112_bytes, sizeof(struct wildx_stats) == 112);
 STATIC_CHECK(not_registered_is_minus_one, WILDX_STATE_NOT_REGISTERED == -1);
 STATIC_CHECK(states_differ, WILDX_STATE_WRITABLE != WILDX_STATE_EXECUTABLE);
 

@@ -23,10 +23,16 @@ int main(void) {
     FIELD(arenas);
     FIELD(arena_functions);
     FIELD(arena_bytes);
+    FIELD(exec_mode);
     printf("const WILDX_STATE_NOT_REGISTERED %d\n", WILDX_STATE_NOT_REGISTERED);
     printf("const WILDX_STATE_WRITABLE %d\n", WILDX_STATE_WRITABLE);
     printf("const WILDX_STATE_EXECUTABLE %d\n", WILDX_STATE_EXECUTABLE);
     printf("const WILDX_DEFAULT_QUOTA %zu\n", WILDX_DEFAULT_QUOTA);
+    printf("const WILDX_EXEC_UNDETECTED %d\n", WILDX_EXEC_UNDETECTED);
+    printf("const WILDX_EXEC_ANONYMOUS %d\n", WILDX_EXEC_ANONYMOUS);
+    printf("const WILDX_EXEC_MEMFD %d\n", WILDX_EXEC_MEMFD);
+    printf("const WILDX_EXEC_DENIED %d\n", WILDX_EXEC_DENIED);
+    CHECK(9, wildx_exec_mode() == WILDX_EXEC_UNDETECTED);
 
     /* every byte of the struct is written: fill with a pattern, then look for it in
      * the fields that cannot hold it */
@@ -40,6 +46,8 @@ int main(void) {
     CHECK(13, s.seals == 0 && s.frees == 0 && s.refusals == 0);
     CHECK(14, s.registry_capacity >= 1 && s.registry_bytes > 0);
     CHECK(15, s.registry_bytes < (size_t)1 << 32 && s.registry_capacity < (size_t)1 << 32);
+    CHECK(19, s.exec_mode == WILDX_EXEC_ANONYMOUS && wildx_exec_mode() == WILDX_EXEC_ANONYMOUS);
+    CHECK(20, wildx_use_memfd() == WILDX_E_WRONG_STATE); /* chosen once, at the first page */
     CHECK(16, wildx_seal(p) == 0 && wildx_seal(p) == -1 && wildx_free(p) == 0);
     wildx_stats(&s);
     CHECK(17, s.live_pages == 0 && s.live_bytes == 0 && s.peak_bytes == 4096);

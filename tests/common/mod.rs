@@ -23,6 +23,8 @@
 
 #![allow(dead_code)]
 
+pub mod seccomp;
+
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;

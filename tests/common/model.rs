@@ -33,6 +33,10 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
 
+/// Set by a test that put the process in memfd mode (`wildx::use_memfd`) before the
+/// model ran: the mode the stats must show.
+pub static MEMFD_MODE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 use wildx::jit::{ADD_I32, ADD_PAGE_LEN, AddI32};
 use wildx::{Arena, Code, DEFAULT_QUOTA, Entry, Error, FnId, Page, State, Stats};
 
@@ -2126,6 +2130,11 @@ impl Harness {
             arenas: b.arenas + m.arenas.len(),
             arena_functions: b.arena_functions + m.arena_fns,
             arena_bytes: b.arena_bytes + m.arena_bytes,
+            exec_mode: if MEMFD_MODE.load(std::sync::atomic::Ordering::Relaxed) {
+                wildx::ExecMode::Memfd
+            } else {
+                wildx::ExecMode::Anonymous
+            },
         };
         ensure!(s == expected, "after {op:?}: stats {s:#?}\nmodel {expected:#?}");
         // The page table grows only when an insert finds it full, and never shrinks (arena
