@@ -217,7 +217,7 @@ fn arenas_work_in_memfd_mode() {
             arena.publish().unwrap();
             Maps::read().assert_no_wx();
             let last = arena.addr(*ids.last().unwrap()).unwrap();
-            assert_no_writable_view_of(arena.base() as usize, last + 16 - arena.base() as usize);
+            assert_no_writable_view_of(arena.base(), last + 16 - arena.base());
             assert!(Maps::read().mappings.len() <= baseline + 8, "batch {batch}: a handful of mappings");
         }
         for (i, &id) in ids.iter().enumerate() {
@@ -242,11 +242,11 @@ fn arenas_work_in_memfd_mode() {
         assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
         // Retire a whole page's functions: the page goes, its file range is punched.
         let first_page: Vec<_> =
-            ids.iter().copied().filter(|&id| arena.addr(id).unwrap() < arena.base() as usize + PAGE).collect();
+            ids.iter().copied().filter(|&id| arena.addr(id).unwrap() < arena.base() + PAGE).collect();
         for id in first_page {
             arena.retire(id).unwrap();
         }
-        assert_eq!(mapping_at(arena.base() as usize).map(|m| m.2), Some("---p".to_string()));
+        assert_eq!(mapping_at(arena.base()).map(|m| m.2), Some("---p".to_string()));
         let status = in_grandchild(|| {
             // SAFETY: on purpose: a stale call into a released page must fault.
             let f: extern "C" fn() = unsafe { std::mem::transmute(published) };
