@@ -169,7 +169,7 @@ fn many_live_pages_share_one_descriptor_and_free_their_memory() {
                 // SAFETY: the page holds ADD_I32.
                 code.push(unsafe { page.seal::<AddI32>() }.unwrap());
             } else {
-                std::mem::forget(page.into_raw());
+                let _writable_raw = page.into_raw(); // stays live, WRITABLE
             }
         }
         assert_eq!(open_fds(), fds, "2000 live pages, no new descriptor");
