@@ -456,6 +456,7 @@ pub(crate) fn state(ptr: *const u8) -> Option<State> {
 #[must_use]
 pub fn inspect(ptr: *const u8) -> Option<PageInfo> {
     let (start, addr) = key(ptr).ok()?;
+    execmem::settle_fork();
     let Some(slot) = REGISTRY.read().get(addr) else {
         return crate::arena::inspect(addr).flatten();
     };

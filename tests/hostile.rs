@@ -341,27 +341,47 @@ fn fifo_waiters_behind_a_preempted_seal_or_verify_sleep() {
 // ---------------------------------------------------------------------------------------
 
 /// 200 forks while two threads allocate, seal, call, verify and free pages as fast as
-/// they can. With the atfork hooks registered, every child allocates, seals, calls and
-/// frees a page and exits 0 within its deadline (without them some children hang: the
+/// they can and a third pushes, publishes, calls and retires arena functions. With the
+/// atfork hooks registered, every child allocates, seals, calls and frees a page, uses
+/// the arena, and exits 0 within its deadline (without them some children hang: the
 /// fork copies a reader count, a held lock or a BUSY mark of a thread that does not
 /// exist in the child).
 #[test]
 fn two_hundred_forks_while_two_threads_cycle_pages() {
-    const NAME: &str = "two_hundred_forks_while_two_threads_cycle_pages";
-    if !is_child(NAME) {
-        assert_passed_in_time(NAME, Duration::from_secs(120));
+    forks_while_threads_cycle("two_hundred_forks_while_two_threads_cycle_pages", false);
+}
+
+/// The same in memfd mode, where a child inherits none of the parent's code: each child
+/// finds no page of the parent's registered, the arena refusing with `Inherited`, and
+/// its own pages working.
+#[test]
+fn two_hundred_forks_in_memfd_mode() {
+    forks_while_threads_cycle("two_hundred_forks_in_memfd_mode", true);
+}
+
+fn forks_while_threads_cycle(name: &str, memfd: bool) {
+    if !is_child(name) {
+        assert_passed_in_time(name, Duration::from_secs(120));
         return;
     }
     use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     static STOP: AtomicBool = AtomicBool::new(false);
+    if memfd {
+        assert_eq!(wildx::use_memfd(), Ok(wildx::ExecMode::Memfd));
+    }
     let (prepare, parent, child) = (wildx::atfork_prepare, wildx::atfork_parent, wildx::atfork_child);
     // SAFETY: registers three functions that take and return nothing; wildx's hooks.
     let registered = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
     assert_eq!(registered, 0);
-    let cyclers: Vec<_> = (0..2)
+    let arena = std::sync::Arc::new(wildx::Arena::new(64 << 20).unwrap());
+    let cyclers: Vec<_> = (0..3)
         .map(|i| {
+            let arena = arena.clone();
             std::thread::spawn(move || {
                 let mut n = 0u64;
+                // Arenas made and dropped across forks too (a published page is never
+                // written again, so each push + publish takes a page).
+                let mut mine = wildx::Arena::new(1 << 20).unwrap();
                 while !STOP.load(Relaxed) {
                     if i == 0 {
                         let f = wildx::jit::compile_add_i32();
@@ -369,10 +389,25 @@ fn two_hundred_forks_while_two_threads_cycle_pages() {
                         // SAFETY: f is a sealed add, freed only after the call.
                         assert_eq!(unsafe { wildx::jit::call_i32_i32(f, 40, 2) }, 42);
                         assert_eq!(wildx::jit::free(f), 0);
-                    } else {
+                    } else if i == 1 {
                         let add = wildx::jit::compile_add().unwrap();
                         assert_eq!(add.call((40, 2)), 42);
                         assert!(add.verify().is_ok());
+                    } else {
+                        let target = if n % 64 == 0 { &*arena } else { &mine };
+                        let id = match target.push(&wildx::jit::ADD_I32) {
+                            Err(Error::ArenaFull { .. }) => {
+                                mine = wildx::Arena::new(1 << 20).unwrap();
+                                continue;
+                            }
+                            id => id.unwrap(),
+                        };
+                        target.publish().unwrap();
+                        // SAFETY: the function is ADD_I32.
+                        let entry = unsafe { target.entry::<wildx::jit::AddI32>(id) }.unwrap();
+                        assert_eq!(entry.call((40, 2)), 42);
+                        drop(entry);
+                        target.retire(id).unwrap();
                     }
                     n += 1;
                 }
@@ -389,7 +424,16 @@ fn two_hundred_forks_while_two_threads_cycle_pages() {
         if pid == 0 {
             let f = wildx::jit::compile_add_i32();
             // SAFETY: f is null (checked first) or a sealed add.
-            let ok = !f.is_null() && unsafe { wildx::jit::call_i32_i32(f, 40, 2) } == 42 && wildx::jit::free(f) == 0;
+            let mut ok =
+                !f.is_null() && unsafe { wildx::jit::call_i32_i32(f, 40, 2) } == 42 && wildx::jit::free(f) == 0;
+            // The arena: usable in the child (its lock was held across the fork and
+            // released), or in memfd mode inherited and refused.
+            let pushed = arena.push(&wildx::jit::ADD_I32);
+            ok &= if memfd {
+                pushed == Err(Error::Inherited) && wildx::stats().live_pages == 0
+            } else {
+                pushed.is_ok() && arena.publish().is_ok()
+            };
             // SAFETY: ends the child without running the parent's atexit handlers.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) };
         }
@@ -419,9 +463,10 @@ fn two_hundred_forks_while_two_threads_cycle_pages() {
     }
     STOP.store(true, Relaxed);
     let cycles: u64 = cyclers.into_iter().map(|t| t.join().unwrap()).sum();
-    println!("200 forks, {hung} children hung, {cycles} page cycles by the two threads meanwhile");
+    println!("200 forks, {hung} children hung, {cycles} cycles by the three threads meanwhile");
     assert_eq!(hung, 0, "children hung");
-    println!("{}{NAME}", common::CHILD_DONE);
+    arena.verify_all().unwrap();
+    println!("{}{name}", common::CHILD_DONE);
 }
 
 // ---------------------------------------------------------------------------------------

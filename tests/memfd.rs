@@ -344,3 +344,100 @@ fn use_memfd_after_anonymous_pages_keeps_the_mode() {
         assert_eq!(mapping_at(code.as_ptr() as usize).unwrap().2, "r-xp");
     });
 }
+
+/// A child forked without the hooks, in memfd mode: it inherits no view of the parent's
+/// file (so no writable view of bytes the parent seals later, and nothing the parent's
+/// frees could zero under it), forgets the parent's pages at its first wildx call, finds
+/// their addresses inaccessible, refuses the inherited arena, and has pages of its own.
+/// The parent's code is untouched by anything the child does.
+#[test]
+fn a_forked_child_inherits_none_of_the_parents_code() {
+    run_in_child("a_forked_child_inherits_none_of_the_parents_code", || {
+        assert_eq!(wildx::use_memfd(), Ok(ExecMode::Memfd));
+        let code = wildx::jit::compile_add().unwrap();
+        let mut pending = Page::new(64).unwrap();
+        let arena = Arena::new(1 << 20).unwrap();
+        let add = arena.push(&ADD_I32).unwrap();
+        arena.publish().unwrap();
+        let unpublished = arena.push(&RET42).unwrap();
+        let (code_at, pending_at) = (code.as_ptr() as usize, pending.as_ptr() as usize);
+        let add_at = arena.addr(add).unwrap();
+        let parent_fd_target = memfd_fd_targets();
+        assert_eq!(parent_fd_target.len(), 1);
+
+        let status = in_grandchild(|| {
+            // Until its first wildx call the registry still names the parent's pages;
+            // the signal-safe verify (which may not take locks to forget them) says
+            // they are not this process's.
+            assert_eq!(wildx::signal_safe::verify(code.as_ptr()), Err(Error::NotRegistered));
+            assert_eq!(wildx::raw::state(code.as_ptr()), None, "forgotten at the first call");
+            assert_eq!(wildx::stats().live_pages, 0);
+            assert_eq!(code.verify(), Err(Error::NotRegistered));
+            assert_eq!(arena.push(&ADD_I32), Err(Error::Inherited));
+            assert_eq!(arena.publish(), Err(Error::Inherited));
+            assert_eq!(arena.verify_all(), Err(Error::Inherited));
+            // SAFETY: refused before any call.
+            assert_eq!(unsafe { arena.entry::<AddI32>(add) }.map(drop), Err(Error::Inherited));
+            for at in [code_at, pending_at, add_at] {
+                assert_eq!(mapping_at(at).map(|m| m.2), Some("---p".into()), "{at:#x} plugged");
+            }
+            // Its own file, and the parent's descriptor closed.
+            let mine = wildx::jit::compile_add().unwrap();
+            assert_eq!(mine.call((1, 2)), 3);
+            let targets = memfd_fd_targets();
+            assert_eq!(targets.len(), 1);
+            assert_ne!(targets, parent_fd_target, "a memfd of its own");
+            drop(mine);
+            // Dropping inherited handles touches nothing of the parent's.
+            // SAFETY: this process's copy of the handle, dropped once here (the
+            // grandchild `_exit`s without dropping the originals).
+            drop(unsafe { std::ptr::read(&code) });
+            // SAFETY: as above.
+            drop(unsafe { std::ptr::read(&arena) });
+            for at in [code_at, pending_at] {
+                let status = in_grandchild(|| {
+                    // SAFETY: on purpose: the parent's code is not here; this must fault.
+                    let f: extern "C" fn() = unsafe { std::mem::transmute(at) };
+                    f();
+                });
+                assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
+            }
+            let status = in_grandchild(|| {
+                // SAFETY: on purpose: no writable view of the parent's page is inherited.
+                unsafe { (pending_at as *mut u8).write_volatile(0xc3) };
+            });
+            assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
+        });
+        assert!(status.success(), "{status:?}");
+        // The parent's code, pages and arena are as they were.
+        assert_eq!(code.call((20, 22)), 42);
+        assert_eq!(code.verify(), Ok(()));
+        pending.as_mut_slice()[..RET42.len()].copy_from_slice(&RET42);
+        // SAFETY: the page holds `mov eax, 42; ret`.
+        let sealed = unsafe { pending.seal::<Ret42>() }.unwrap();
+        assert_eq!(sealed.call(()), 42);
+        arena.publish().unwrap();
+        // SAFETY: the functions are ADD_I32 and RET42.
+        assert_eq!(unsafe { arena.entry::<AddI32>(add) }.unwrap().call((2, 2)), 4);
+        // SAFETY: as above.
+        assert_eq!(unsafe { arena.entry::<Ret42>(unpublished) }.unwrap().call(()), 42);
+        assert_eq!(arena.verify_all(), Ok(()));
+        assert_eq!(memfd_fd_targets(), parent_fd_target);
+    });
+}
+
+/// The inodes of this process's descriptors to a wildx memfd (`/memfd:wildx`).
+fn memfd_fd_targets() -> Vec<u64> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            if !target.to_string_lossy().contains("memfd:wildx") {
+                return None;
+            }
+            use std::os::unix::fs::MetadataExt;
+            Some(std::fs::metadata(e.path()).ok()?.ino())
+        })
+        .collect()
+}
