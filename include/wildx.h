@@ -207,13 +207,17 @@ int32_t wildx_arena_free(wildx_arena *arena);
 
 /* The arena calls with the reason stored in *err (WILDX_OK on success; `err` may be
  * NULL). A handle that is not a live arena gives WILDX_E_NOT_REGISTERED.
- *   wildx_arena_new_ex:     ZERO_LENGTH, LENGTH_OVERFLOW, NO_MEMORY, REGISTRY_STORAGE
+ *   wildx_arena_new_ex:     ZERO_LENGTH, LENGTH_OVERFLOW, NO_MEMORY, REGISTRY_STORAGE,
+ *                           READ_IMPLIES_EXEC, EXEC_DENIED (no executable memory at all)
  *   wildx_arena_push_ex:    NULL (code), ZERO_LENGTH, ARENA_FULL, QUOTA, NO_MEMORY,
- *                           DENIED, REGISTRY_STORAGE
- *   wildx_arena_import_ex:  NULL (target), ARENA_FULL, QUOTA, NO_MEMORY, DENIED
- *   wildx_arena_publish_ex: DENIED (PROT_EXEC forbidden), NO_MEMORY, OS
+ *                           DENIED, REGISTRY_STORAGE, INHERITED
+ *   wildx_arena_import_ex:  NULL (target), ARENA_FULL, QUOTA, NO_MEMORY, DENIED, INHERITED
+ *   wildx_arena_publish_ex: EXEC_DENIED (PROT_EXEC forbidden; nothing is published),
+ *                           NO_MEMORY, OS, INHERITED
  *   wildx_arena_retire_ex:  NOT_REGISTERED (no function starts at fn), WRONG_STATE (not
- *                           published), RETIRED, ENTRY_ALIVE, NO_MEMORY, OS */
+ *                           published), RETIRED, ENTRY_ALIVE, NO_MEMORY, OS, INHERITED
+ * INHERITED: the arena was made before a fork, in memfd mode (WILDX_EXEC_MEMFD), and
+ * this is the child, where its code is not mapped: only wildx_arena_free works. */
 wildx_arena *wildx_arena_new_ex(size_t capacity, int32_t *err);
 void *wildx_arena_push_ex(wildx_arena *arena, const void *code, size_t len, int32_t *err);
 void *wildx_arena_import_ex(wildx_arena *arena, void (*target)(void), int32_t *err);
@@ -222,9 +226,11 @@ int32_t wildx_arena_retire_ex(wildx_arena *arena, const void *fn, int32_t *err);
 /* The *_ex variants: the same call, and the reason stored in *err (WILDX_OK on
  * success). `err` may be NULL. Codes each can store:
  *   wildx_alloc_ex:  ZERO_LENGTH, LENGTH_OVERFLOW, QUOTA, NO_MEMORY, DENIED, OS,
- *                    REGISTRY_STORAGE
+ *                    REGISTRY_STORAGE, READ_IMPLIES_EXEC, EXEC_DENIED (no executable
+ *                    memory at all: anonymous and memfd both refused)
  *   wildx_seal_ex:   NULL, NOT_REGISTERED, WRONG_STATE (already sealed), HELD_BY_HANDLE,
- *                    DENIED (PROT_EXEC forbidden; the page stays WRITABLE), NO_MEMORY, OS
+ *                    EXEC_DENIED (PROT_EXEC forbidden; the page stays WRITABLE),
+ *                    NO_MEMORY, OS
  *   wildx_free_ex:   NULL, NOT_REGISTERED (double free, foreign, interior),
  *                    HELD_BY_HANDLE, DENIED or OS (munmap refused; the page is kept)
  *   wildx_verify_ex: INTEGRITY, NULL, NOT_REGISTERED, WRONG_STATE (not sealed)

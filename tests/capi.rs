@@ -308,6 +308,14 @@ fn two_pages() {
     c_program_passes("two_pages.c");
 }
 
+/// The memfd fallback from C: under a seccomp filter that refuses PROT_EXEC on
+/// anonymous memory, pages and arenas work as memfd views; a later filter refusing
+/// PROT_EXEC everywhere makes seal and publish fail with WILDX_E_EXEC_DENIED.
+#[test]
+fn memfd_fallback() {
+    c_program_passes("memfd.c");
+}
+
 #[test]
 fn arena() {
     c_program_passes("arena.c");
