@@ -246,6 +246,11 @@ impl Maps {
         self.mappings.iter().filter(|m| m.is_anonymous() && m.perms.exec).map(Mapping::len).sum()
     }
 
+    /// Executable bytes that are views of wildx's memfd (memfd mode).
+    pub fn memfd_exec_bytes(&self) -> usize {
+        self.mappings.iter().filter(|m| m.path.starts_with("/memfd:wildx") && m.perms.exec).map(Mapping::len).sum()
+    }
+
     /// The protection of `[start, start + len)` if that whole range is mapped with one
     /// protection (the kernel merges neighbouring anonymous mappings of equal protection
     /// into one line, or may keep them as adjacent lines; both count), else `None`.

@@ -1436,7 +1436,11 @@ impl Harness {
         let mem = std::fs::OpenOptions::new().read(true).write(true).open("/proc/self/mem").expect("/proc/self/mem");
         let mut maps = RawMaps::with_capacity(1 << 20);
         maps.snapshot();
-        let base_exec = maps.parse().anon_exec_bytes();
+        let base_exec = if MEMFD_MODE.load(std::sync::atomic::Ordering::Relaxed) {
+            maps.parse().memfd_exec_bytes()
+        } else {
+            maps.parse().anon_exec_bytes()
+        };
         Harness {
             model: Model::new(base.live_bytes, base.peak_bytes, DEFAULT_QUOTA),
             pages: HashMap::new(),
@@ -1694,6 +1698,14 @@ impl Harness {
                     None => return Ok(self.skipped()),
                 };
                 if a.released.contains(&round_down(at, PAGE)) {
+                    return Ok(self.skipped());
+                }
+                if MEMFD_MODE.load(std::sync::atomic::Ordering::Relaxed) {
+                    // A shared read-only view cannot be written even through
+                    // /proc/self/mem (no private copy to break COW into): EIO, and the
+                    // published bytes stay as they are.
+                    let refused = self.mem.write_all_at(&[byte], (a.base + at) as u64);
+                    ensure!(refused.as_ref().is_err_and(|e| e.raw_os_error() == Some(5)), "{op:?}: {refused:?}");
                     return Ok(self.skipped());
                 }
                 let a = &mut self.model.arenas[ai];
@@ -1982,12 +1994,18 @@ impl Harness {
                 let addr = self.resolve(target, stack);
                 if let Some(page) = self.model.pages.get_mut(&addr).filter(|p| p.state == State::Executable) {
                     let off = usize::from(offset) % page.mapped;
-                    if off < page.len {
-                        page.bytes[off] = byte;
+                    if MEMFD_MODE.load(std::sync::atomic::Ordering::Relaxed) {
+                        // As for arenas: refused, nothing changes (see ArenaTamper).
+                        let refused = self.mem.write_all_at(&[byte], (addr + off) as u64);
+                        ensure!(refused.as_ref().is_err_and(|e| e.raw_os_error() == Some(5)), "{op:?}: {refused:?}");
+                    } else {
+                        if off < page.len {
+                            page.bytes[off] = byte;
+                        }
+                        self.mem
+                            .write_all_at(&[byte], (addr + off) as u64)
+                            .map_err(|e| format!("{op:?}: write /proc/self/mem: {e}"))?;
                     }
-                    self.mem
-                        .write_all_at(&[byte], (addr + off) as u64)
-                        .map_err(|e| format!("{op:?}: write /proc/self/mem: {e}"))?;
                 }
                 addr
             }
@@ -2199,8 +2217,11 @@ impl Harness {
         let wx = maps.writable_and_executable();
         ensure!(wx.is_empty(), "after {op:?}: W^X violated: {wx:#x?}");
         let mut exec = 0;
+        // In memfd mode pages are shared views of the file.
+        let shared = MEMFD_MODE.load(std::sync::atomic::Ordering::Relaxed);
+        let (rx, rw) = (Perms { shared, ..Perms::RX }, Perms { shared, ..Perms::RW });
         for (&a, p) in &self.model.pages {
-            let want = if p.state == State::Executable { Perms::RX } else { Perms::RW };
+            let want = if p.state == State::Executable { rx } else { rw };
             let got = maps.perms_of(a, p.mapped);
             ensure!(got == Some(want), "after {op:?}: {a:#x}+{:#x} is {got:?}, model {want:?}", p.mapped);
             if p.state == State::Executable {
@@ -2218,9 +2239,9 @@ impl Harness {
                 _ => runs.push((from, to, perms)),
             };
             for page in (0..a.published_end).step_by(PAGE) {
-                run(page, page + PAGE, if a.released.contains(&page) { NONE } else { Perms::RX });
+                run(page, page + PAGE, if a.released.contains(&page) { NONE } else { rx });
             }
-            run(a.published_end, a.committed_end, Perms::RW);
+            run(a.published_end, a.committed_end, rw);
             run(a.committed_end, a.cap, NONE);
             for (from, to, want) in runs {
                 let got = maps.perms_of(a.base + from, to - from);
@@ -2230,12 +2251,12 @@ impl Harness {
                     a.base,
                     want.rwx()
                 );
-                if want == Perms::RX {
+                if want == rx {
                     exec += to - from;
                 }
             }
         }
-        let anon_exec = maps.anon_exec_bytes();
+        let anon_exec = if shared { maps.memfd_exec_bytes() } else { maps.anon_exec_bytes() };
         ensure!(
             anon_exec == self.base_exec + exec,
             "after {op:?}: {anon_exec} anonymous executable bytes, model {} sealed + {} before",
