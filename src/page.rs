@@ -478,7 +478,10 @@ fn page_info(start: NonNull<u8>, slot: Slot) -> PageInfo {
 /// writer. For [`crate::signal_safe::inspect`].
 pub(crate) fn try_inspect(ptr: *const u8) -> Result<Option<PageInfo>, Error> {
     let Ok((start, addr)) = key(ptr) else { return Ok(None) };
-    try_with_slot(addr, false, |slot| Ok(page_info(start, slot)))
+    match try_with_slot(addr, false, |slot| Ok(page_info(start, slot)))? {
+        Some(info) => Ok(Some(info)),
+        None => crate::arena::try_inspect(addr),
+    }
 }
 
 /// [`verify`] that never waits: `Err(WouldBlock)` where `verify` would wait for a
@@ -490,7 +493,10 @@ pub(crate) fn try_verify(ptr: *const u8) -> Result<usize, Error> {
         // which are not mapped here (forgetting them takes locks a handler may not).
         return Err(Error::NotRegistered);
     }
-    try_with_slot(addr, true, |slot| check_sealed(ptr, slot))?.ok_or(Error::NotRegistered)
+    match try_with_slot(addr, true, |slot| check_sealed(ptr, slot))? {
+        Some(verdict) => Ok(verdict),
+        None => crate::arena::try_verify(addr)?.unwrap_or(Err(Error::NotRegistered)),
+    }
 }
 
 /// Runs `f` on the slot of the page at `addr` under the registry read lock, if the lock

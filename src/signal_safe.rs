@@ -19,6 +19,11 @@
 //! which the interrupted code may hold. A JIT's SIGSEGV handler asking "is this fault in
 //! one of my pages?" calls [`inspect`] here.
 //!
+//! Each query also answers for the functions of an [`crate::Arena`] (by their entry
+//! address), trying the arena's lock once as well: while that lock is held (a push,
+//! publish or retire under way, possibly the code the signal interrupted) the answer is
+//! [`Error::WouldBlock`]. In memfd mode they make one `getpid`.
+//!
 //! ```
 //! let f = wildx::jit::compile_add_i32();
 //! let info = wildx::signal_safe::inspect(f).unwrap().unwrap();

@@ -672,3 +672,37 @@ fn a_new_arena_does_not_land_where_the_last_one_was() {
         assert!(same < 10, "{same} of 1000 arenas landed where the previous one was");
     });
 }
+
+/// The signal-safe queries answer for arena functions, and never wait for the arena's
+/// lock: from inside a `push_with` closure (which holds it, as a signal handler's
+/// interrupted code might) they say `WouldBlock` instead of deadlocking.
+#[test]
+fn signal_safe_queries_answer_for_arena_functions_without_waiting() {
+    use wildx::signal_safe;
+    let arena = Arena::new(64 << 10).unwrap();
+    let id = arena.push(&wildx::jit::ADD_I32).unwrap();
+    let p = arena.addr(id).unwrap() as *const u8;
+    assert_eq!(signal_safe::state(p), Ok(Some(State::Writable)));
+    arena.publish().unwrap();
+    let info = signal_safe::inspect(p).unwrap().unwrap();
+    assert_eq!(
+        (info.state, info.len, info.seal_hash),
+        (State::Executable, 5, Some(wildx::fnv1a64(&wildx::jit::ADD_I32)))
+    );
+    assert_eq!(signal_safe::verify(p), Ok(5));
+    assert_eq!(signal_safe::verify(p.wrapping_add(1)), Err(Error::NotRegistered));
+    assert_eq!(signal_safe::state(p.wrapping_add(1)), Ok(None));
+    let mut inside = None;
+    arena
+        .push_with(5, |_, bytes| {
+            bytes.copy_from_slice(&wildx::jit::ADD_I32);
+            inside = Some((signal_safe::state(p), signal_safe::verify(p)));
+        })
+        .unwrap();
+    assert_eq!(inside, Some((Err(Error::WouldBlock), Err(Error::WouldBlock))));
+    arena.retire(id).unwrap();
+    assert_eq!(signal_safe::state(p), Ok(None));
+    drop(arena);
+    assert_eq!(signal_safe::state(p), Ok(None));
+    assert_eq!(signal_safe::verify(p), Err(Error::NotRegistered));
+}

@@ -14,7 +14,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use super::shared::{LIVE_FNS, Shared, with_arena};
+use super::shared::{LIVE_FNS, Shared, try_with_table, with_arena};
 use super::table::{self, FN_ALIGN, Rec, RecState, SLOT_ALIGN};
 
 use crate::error::Error;
@@ -598,40 +598,60 @@ impl<F: Signature> fmt::Debug for Entry<'_, F> {
 /// [`crate::inspect`]: `None` if no arena holds `addr`; `Some(None)` if one does but no
 /// live function starts there.
 pub(crate) fn inspect(addr: usize) -> Option<Option<PageInfo>> {
-    with_arena(addr, |shared| {
-        let table = shared.lock().ok()?;
-        let rec = table.get(table.index_at(addr - shared.addr(0))?)?;
-        let state = match rec.state() {
-            _ if rec.is_import() => return None,
-            RecState::Pending => State::Writable,
-            RecState::Published => State::Executable,
-            RecState::Retired => return None,
-        };
-        let first = rec.off & !(PAGE_SIZE - 1);
-        let last = (rec.end() + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-        Some(PageInfo {
-            start: NonNull::new(addr as *mut u8)?,
-            len: rec.len(),
-            mapped_len: last - first,
-            state,
-            seal_hash: (state == State::Executable).then_some(rec.hash),
-            held_by_handle: true,
-        })
+    with_arena(addr, |shared| inspect_in(shared, &*shared.lock().ok()?, addr))
+}
+
+/// [`inspect`] that never waits, for [`crate::signal_safe::inspect`]: `Ok(None)` if no
+/// live function of an arena starts at `addr`.
+///
+/// # Errors
+/// [`Error::WouldBlock`] if the registry or the arena's table is locked.
+pub(crate) fn try_inspect(addr: usize) -> Result<Option<PageInfo>, Error> {
+    Ok(try_with_table(addr, |shared, table| inspect_in(shared, table, addr))?.flatten())
+}
+
+fn inspect_in(shared: &Shared, table: &table::Table, addr: usize) -> Option<PageInfo> {
+    let rec = table.get(table.index_at(addr - shared.addr(0))?)?;
+    let state = match rec.state() {
+        _ if rec.is_import() => return None,
+        RecState::Pending => State::Writable,
+        RecState::Published => State::Executable,
+        RecState::Retired => return None,
+    };
+    let first = rec.off & !(PAGE_SIZE - 1);
+    let last = (rec.end() + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    Some(PageInfo {
+        start: NonNull::new(addr as *mut u8)?,
+        len: rec.len(),
+        mapped_len: last - first,
+        state,
+        seal_hash: (state == State::Executable).then_some(rec.hash),
+        held_by_handle: true,
     })
 }
 
 /// [`crate::raw::verify`] for an arena function: `None` if no arena holds `addr`,
 /// otherwise the verdict (its length on a match).
 pub(crate) fn verify(addr: usize) -> Option<Result<usize, Error>> {
-    with_arena(addr, |shared| {
-        let table = shared.lock()?;
-        let rec = table.index_at(addr - shared.addr(0)).and_then(|i| table.get(i)).ok_or(Error::NotRegistered)?;
-        if rec.is_import() {
-            return Err(Error::NotRegistered);
-        }
-        callable(rec)?;
-        // SAFETY: published and unretired: R|X while we hold the lock.
-        let now = fnv1a64(unsafe { shared.bytes(rec.off, rec.len()) });
-        if now == rec.hash { Ok(rec.len()) } else { Err(Error::IntegrityMismatch { sealed: rec.hash, now }) }
-    })
+    with_arena(addr, |shared| verify_in(shared, &*shared.lock()?, addr))
+}
+
+/// [`verify`] that never waits, for [`crate::signal_safe::verify`]: `Ok(None)` if no
+/// arena holds `addr`.
+///
+/// # Errors
+/// [`Error::WouldBlock`] if the registry or the arena's table is locked.
+pub(crate) fn try_verify(addr: usize) -> Result<Option<Result<usize, Error>>, Error> {
+    try_with_table(addr, |shared, table| verify_in(shared, table, addr))
+}
+
+fn verify_in(shared: &Shared, table: &table::Table, addr: usize) -> Result<usize, Error> {
+    let rec = table.index_at(addr - shared.addr(0)).and_then(|i| table.get(i)).ok_or(Error::NotRegistered)?;
+    if rec.is_import() {
+        return Err(Error::NotRegistered);
+    }
+    callable(rec)?;
+    // SAFETY: published and unretired: R|X while the caller holds the lock.
+    let now = fnv1a64(unsafe { shared.bytes(rec.off, rec.len()) });
+    if now == rec.hash { Ok(rec.len()) } else { Err(Error::IntegrityMismatch { sealed: rec.hash, now }) }
 }

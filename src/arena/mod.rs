@@ -24,7 +24,7 @@ mod table;
 #[cfg(feature = "validate")]
 pub use handle::CheckedFn;
 pub use handle::{Arena, Entry, FnId};
-pub(crate) use handle::{inspect, live_functions, verify};
+pub(crate) use handle::{inspect, live_functions, try_inspect, try_verify, verify};
 pub(crate) use shared::Shared;
 #[cfg(feature = "capi")]
 pub(crate) use shared::with_handle;

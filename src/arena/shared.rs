@@ -487,6 +487,29 @@ pub(crate) fn with_arena<T>(addr: usize, f: impl FnOnce(&Shared) -> T) -> Option
     Some(result)
 }
 
+/// For the signal-safe queries: runs `f` on the arena holding `addr` and its table,
+/// never waiting: the registry's read lock (held throughout, so the arena cannot be
+/// unregistered and unmapped meanwhile) and the table's lock are each tried once.
+/// `Ok(None)` if no arena of this process holds `addr` (an arena inherited across a
+/// fork in memfd mode is not mapped here). Syscalls: at most a futex wake (the registry
+/// lock's) and, in memfd mode, `getpid`.
+///
+/// # Errors
+/// [`Error::WouldBlock`] if either lock is held: the holder may be the code the signal
+/// interrupted.
+pub(crate) fn try_with_table<T>(addr: usize, f: impl FnOnce(&Shared, &Table) -> T) -> Result<Option<T>, Error> {
+    let reg = REGISTRY.try_read().ok_or(Error::WouldBlock)?;
+    let Some(span) = reg.arena_containing(addr) else { return Ok(None) };
+    // SAFETY: registered arenas are live; unregistering needs the write lock, which the
+    // read guard held until we return keeps out.
+    let shared = unsafe { span.shared.as_ref() };
+    if shared.owner != 0 && !execmem::owns(shared.owner) {
+        return Ok(None);
+    }
+    let table = shared.table.try_lock().ok_or(Error::WouldBlock)?;
+    Ok(Some(f(shared, &table)))
+}
+
 /// Ends a lookup's reference; the last one wakes a drop waiting for it.
 fn end_lookup(shared: &Shared) {
     // SeqCst: our reads of the arena happen before its drop sees the count fall (and see
