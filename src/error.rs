@@ -115,7 +115,8 @@ pub enum Error {
         /// Why `PROT_EXEC` on anonymous memory was refused (`EACCES` or `EPERM`).
         anonymous: Errno,
         /// Why the memfd fallback was refused, or `None` if it was not tried (the policy
-        /// appeared after wildx had chosen anonymous memory for this process).
+        /// appeared after wildx had chosen anonymous memory for this process, or wildx
+        /// was built without its `memfd` feature).
         memfd: Option<Errno>,
     },
     /// The arena was inherited across `fork` in memfd mode: its code is the parent's and
@@ -168,8 +169,8 @@ impl fmt::Display for Error {
             ),
             Error::ExecDenied { anonymous, memfd: None } => write!(
                 f,
-                "executable memory denied by the system: anonymous memory refused ({anonymous}) \
-                 after wildx had chosen it; call wildx::use_memfd() before the first allocation"
+                "executable memory denied by the system: anonymous memory refused ({anonymous}), \
+                 memfd not tried (chosen too late: call wildx::use_memfd() first; or built without it)"
             ),
             Error::Inherited => f.write_str("arena inherited across fork in memfd mode: its code is not mapped here"),
         }

@@ -74,7 +74,9 @@ pub(crate) const FILE_SIZE: u64 = 1 << 56;
 /// The mode, as an [`ExecMode`] discriminant.
 static MODE: AtomicU8 = AtomicU8::new(ExecMode::Undetected as u8);
 /// The memfd in memfd mode (-1 otherwise), and the process it belongs to.
+#[cfg(feature = "memfd")]
 static FD: AtomicI32 = AtomicI32::new(-1);
+#[cfg(feature = "memfd")]
 static OWNER: AtomicI32 = AtomicI32::new(0);
 /// Why anonymous memory, and then a memfd, were refused (raw errnos, 0 if not).
 static ANON_REFUSED: AtomicI32 = AtomicI32::new(0);
@@ -88,6 +90,7 @@ pub(crate) enum Backing {
     /// Anonymous private memory.
     Anonymous,
     /// A view of this process's memfd (the descriptor), at offset = address.
+    #[cfg(feature = "memfd")]
     Memfd(i32),
 }
 
@@ -107,6 +110,9 @@ pub fn exec_mode() -> ExecMode {
 /// `execmem` probe). Returns the mode in force afterwards: [`ExecMode::Memfd`], or
 /// [`ExecMode::Anonymous`] if wildx had already mapped pages anonymously (the mode is
 /// chosen once per process and does not change).
+///
+/// Without the `memfd` feature (on by default) this chooses nothing and returns the mode
+/// in force.
 ///
 /// ```
 /// match wildx::use_memfd() {
@@ -130,8 +136,9 @@ pub fn use_memfd() -> Result<ExecMode, Error> {
         ExecMode::Denied => return Err(denied()),
         mode => return Ok(mode),
     }
+    #[cfg(feature = "memfd")]
     memfd_fallback()?;
-    Ok(ExecMode::Memfd)
+    Ok(exec_mode())
 }
 
 /// The backing for new mappings, detecting the mode at the first call. In memfd mode,
@@ -145,6 +152,7 @@ pub fn use_memfd() -> Result<ExecMode, Error> {
 pub(crate) fn backing() -> Result<Backing, Error> {
     match exec_mode() {
         ExecMode::Anonymous => Ok(Backing::Anonymous),
+        #[cfg(feature = "memfd")]
         ExecMode::Memfd => {
             // Relaxed: written before MODE's Release (or by this process in `forked`).
             let fd = FD.load(Ordering::Relaxed);
@@ -153,8 +161,8 @@ pub(crate) fn backing() -> Result<Backing, Error> {
             }
             forked()
         }
-        ExecMode::Denied => Err(denied()),
         ExecMode::Undetected => detect(),
+        _ => Err(denied()),
     }
 }
 
@@ -174,25 +182,37 @@ fn is_refusal(errno: Errno) -> bool {
 }
 
 fn detect() -> Result<Backing, Error> {
-    let _detecting = DETECTING.lock();
-    if exec_mode() != ExecMode::Undetected {
-        drop(_detecting);
-        return backing();
+    #[cfg(not(feature = "memfd"))]
+    {
+        // Nothing to fall back to: anonymous memory, and a refused seal says so
+        // (`Error::ExecDenied` with `memfd: None`).
+        // Release: pairs with `exec_mode`'s Acquire.
+        MODE.store(ExecMode::Anonymous as u8, Ordering::Release);
+        Ok(Backing::Anonymous)
     }
-    match probe_anonymous() {
-        Ok(()) => {
-            // Release: pairs with `exec_mode`'s Acquire.
-            MODE.store(ExecMode::Anonymous as u8, Ordering::Release);
-            Ok(Backing::Anonymous)
+    #[cfg(feature = "memfd")]
+    {
+        let _detecting = DETECTING.lock();
+        if exec_mode() != ExecMode::Undetected {
+            drop(_detecting);
+            return backing();
         }
-        Err(errno) if is_refusal(errno) => {
-            ANON_REFUSED.store(errno.raw(), Ordering::Relaxed);
-            memfd_fallback()
+        match probe_anonymous() {
+            Ok(()) => {
+                // Release: pairs with `exec_mode`'s Acquire.
+                MODE.store(ExecMode::Anonymous as u8, Ordering::Release);
+                Ok(Backing::Anonymous)
+            }
+            Err(errno) if is_refusal(errno) => {
+                ANON_REFUSED.store(errno.raw(), Ordering::Relaxed);
+                memfd_fallback()
+            }
+            Err(errno) => Err(Error::Os(errno)),
         }
-        Err(errno) => Err(Error::Os(errno)),
     }
 }
 
+#[cfg(feature = "memfd")]
 /// Opens the memfd and enters memfd mode, or enters denied mode. Holds `DETECTING`.
 fn memfd_fallback() -> Result<Backing, Error> {
     match open_file() {
@@ -214,6 +234,7 @@ fn memfd_fallback() -> Result<Backing, Error> {
 }
 
 /// What a seal does, once, on a page of its own: `mmap` `R|W`, `mprotect` `R|X`.
+#[cfg(feature = "memfd")]
 fn probe_anonymous() -> Result<(), Errno> {
     let page = sys::mmap_anonymous(sys::PAGE_SIZE, PROT_READ | PROT_WRITE)?;
     // SAFETY: a fresh page only this function knows.
@@ -223,6 +244,7 @@ fn probe_anonymous() -> Result<(), Errno> {
     result
 }
 
+#[cfg(feature = "memfd")]
 /// Creates this process's memfd and checks, on one page, that a view of it can be
 /// replaced by an executable one. Returns the descriptor.
 fn open_file() -> Result<i32, Errno> {
@@ -255,6 +277,7 @@ fn open_file() -> Result<i32, Errno> {
 
 /// In memfd mode, the first call of a forked child: the parent's pages and arenas
 /// forgotten (see `crate::fork::forget_inherited`), and a file of its own.
+#[cfg(feature = "memfd")]
 #[cold]
 fn forked() -> Result<Backing, Error> {
     let detecting = DETECTING.lock();
@@ -275,6 +298,7 @@ fn forked() -> Result<Backing, Error> {
 /// In memfd mode, makes a forked child forget its parent's pages before anything looks
 /// them up (see the module docs). Elsewhere one atomic load; in memfd mode a `getpid`.
 pub(crate) fn settle_fork() {
+    #[cfg(feature = "memfd")]
     if exec_mode() == ExecMode::Memfd {
         // Relaxed: as in `backing`.
         if OWNER.load(Ordering::Relaxed) != sys::getpid() {
@@ -288,7 +312,10 @@ pub(crate) fn settle_fork() {
 /// (an atomic load and, in memfd mode, `getpid`).
 pub(crate) fn unsettled_child() -> bool {
     // Relaxed: as in `backing`.
-    exec_mode() == ExecMode::Memfd && OWNER.load(Ordering::Relaxed) != sys::getpid()
+    #[cfg(feature = "memfd")]
+    return exec_mode() == ExecMode::Memfd && OWNER.load(Ordering::Relaxed) != sys::getpid();
+    #[cfg(not(feature = "memfd"))]
+    false
 }
 
 /// In memfd mode, whether this process is the one whose file backs mappings made for
@@ -302,10 +329,12 @@ pub(crate) fn owner_of(backing: Backing) -> i32 {
     match backing {
         Backing::Anonymous => 0,
         // Relaxed: set by this process before any of its mappings.
+        #[cfg(feature = "memfd")]
         Backing::Memfd(_) => OWNER.load(Ordering::Relaxed),
     }
 }
 
+#[cfg(feature = "memfd")]
 /// Marks a file view not to be inherited by `fork` (see the module docs). A fresh view
 /// is one whole kernel mapping, so this cannot split one and fails only if the range is
 /// not mapped.
@@ -321,6 +350,7 @@ fn exec_refused(errno: Errno, backing: Backing) -> Error {
     match backing {
         // The probe passed but a policy installed since refuses: memfd not tried.
         Backing::Anonymous => Error::ExecDenied { anonymous: errno, memfd: None },
+        #[cfg(feature = "memfd")]
         Backing::Memfd(_) => Error::ExecDenied {
             // Relaxed: written before MODE's Release.
             anonymous: Errno::from_raw(ANON_REFUSED.load(Ordering::Relaxed)),
@@ -345,6 +375,7 @@ pub(crate) fn map_page(len: usize) -> Result<(NonNull<u8>, Backing), Error> {
             placement::name(ptr, len, placement::PAGE_NAME);
             ptr
         }
+        #[cfg(feature = "memfd")]
         Backing::Memfd(fd) => {
             let ptr = placement::map_file(len, PROT_READ | PROT_WRITE, fd).map_err(Error::Os)?;
             if let Err(errno) = dont_fork(ptr, len) {
@@ -388,6 +419,7 @@ pub(crate) unsafe fn seal_page(addr: NonNull<u8>, len: usize) -> Result<(), Erro
 /// `ENOMEM` at the map-count limit; the page is then unchanged.
 pub(crate) unsafe fn unmap_page(addr: NonNull<u8>, len: usize) -> Result<(), Errno> {
     match exec_mode() {
+        #[cfg(feature = "memfd")]
         ExecMode::Memfd => {
             // Relaxed: this process's file, set before any of its mappings.
             let fd = FD.load(Ordering::Relaxed);
@@ -402,6 +434,7 @@ pub(crate) unsafe fn unmap_page(addr: NonNull<u8>, len: usize) -> Result<(), Err
     }
 }
 
+#[cfg(feature = "memfd")]
 /// Replaces a file view by an inaccessible anonymous mapping (the address stays taken),
 /// then punches its range out of the file `fd`.
 ///
@@ -457,6 +490,7 @@ pub(crate) unsafe fn make_rw(addr: NonNull<u8>, len: usize, backing: Backing) ->
     match backing {
         // SAFETY: the caller owns the range and nothing references it (see # Safety).
         Backing::Anonymous => unsafe { sys::mprotect(addr, len, prot) },
+        #[cfg(feature = "memfd")]
         Backing::Memfd(fd) => {
             // SAFETY: as above; the file range at offset = address is this range's alone.
             unsafe { sys::mmap_shared_fixed(addr, len, prot, fd, addr.as_ptr() as u64)? };
@@ -482,6 +516,7 @@ pub(crate) unsafe fn make_rx(addr: NonNull<u8>, len: usize, backing: Backing) ->
     match backing {
         // SAFETY: the caller owns the range and will not write it again (see # Safety).
         Backing::Anonymous => unsafe { sys::mprotect(addr, len, prot) }.map_err(|e| exec_refused(e, backing)),
+        #[cfg(feature = "memfd")]
         Backing::Memfd(fd) => {
             // SAFETY: as above. The kernel (seccomp, then the LSM) checks PROT_EXEC before
             // the old view is touched, so a refusal leaves it in place.
@@ -513,6 +548,7 @@ pub(crate) unsafe fn release(addr: NonNull<u8>, len: usize, backing: Backing) ->
         // SAFETY: MAP_FIXED replaces exactly the caller's own, unused range (see # Safety).
         Backing::Anonymous => unsafe { sys::mmap_anonymous_fixed(addr, len, PROT_NONE) },
         // SAFETY: as above; the range is a view of this process's file.
+        #[cfg(feature = "memfd")]
         Backing::Memfd(fd) => unsafe { release_file_view(addr, len, fd) },
     }
 }
@@ -528,6 +564,7 @@ pub(crate) unsafe fn release(addr: NonNull<u8>, len: usize, backing: Backing) ->
 /// # Errors
 /// `ENOMEM` at the map-count limit.
 pub(crate) unsafe fn unreserve(addr: NonNull<u8>, len: usize, committed: usize, backing: Backing) -> Result<(), Errno> {
+    #[cfg(feature = "memfd")]
     if let Backing::Memfd(fd) = backing {
         if committed > 0 {
             // SAFETY: the committed range is this arena's part of this process's file;

@@ -311,6 +311,7 @@ fn two_pages() {
 /// The memfd fallback from C: under a seccomp filter that refuses PROT_EXEC on
 /// anonymous memory, pages and arenas work as memfd views; a later filter refusing
 /// PROT_EXEC everywhere makes seal and publish fail with WILDX_E_EXEC_DENIED.
+#[cfg(feature = "memfd")]
 #[test]
 fn memfd_fallback() {
     c_program_passes("memfd.c");

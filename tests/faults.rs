@@ -452,8 +452,8 @@ fn every_error() -> Vec<(Error, &'static str)> {
         ),
         (
             Error::ExecDenied { anonymous: Errno::EPERM, memfd: None },
-            "executable memory denied by the system: anonymous memory refused (EPERM (errno 1)) \
-             after wildx had chosen it; call wildx::use_memfd() before the first allocation",
+            "executable memory denied by the system: anonymous memory refused (EPERM (errno 1)), \
+             memfd not tried (chosen too late: call wildx::use_memfd() first; or built without it)",
         ),
         (Error::Inherited, "arena inherited across fork in memfd mode: its code is not mapped here"),
     ];

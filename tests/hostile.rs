@@ -354,6 +354,7 @@ fn two_hundred_forks_while_two_threads_cycle_pages() {
 /// The same in memfd mode, where a child inherits none of the parent's code: each child
 /// finds no page of the parent's registered, the arena refusing with `Inherited`, and
 /// its own pages working.
+#[cfg(feature = "memfd")]
 #[test]
 fn two_hundred_forks_in_memfd_mode() {
     forks_while_threads_cycle("two_hundred_forks_in_memfd_mode", true);

@@ -12,6 +12,7 @@
 //! `unsafe` is needed to seal and call code, to fork, and to fault on purpose.
 
 #![allow(unsafe_code)]
+#![cfg(feature = "memfd")]
 
 mod common;
 

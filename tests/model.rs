@@ -292,6 +292,7 @@ fn random_operations_match_the_model() {
 /// The same in memfd mode (the fallback where anonymous memory may not be executable),
 /// in a process of its own: every page and arena is a view of wildx's memfd, shared
 /// (`rw-s`, `r-xs`), with the same states, protections and accounting.
+#[cfg(feature = "memfd")]
 #[test]
 fn random_operations_match_the_model_in_memfd_mode() {
     common::run_in_child("random_operations_match_the_model_in_memfd_mode", || {
