@@ -1415,6 +1415,10 @@ impl Harness {
     /// (0: only at the end). Sets the quota to the default.
     pub fn new(maps_every: u64) -> Harness {
         wildx::set_quota(DEFAULT_QUOTA);
+        // The mode is chosen at the first page: choose it before the baseline, so every
+        // check can expect it (a sequence of refused operations maps nothing).
+        static CHOSEN: std::sync::Once = std::sync::Once::new();
+        CHOSEN.call_once(|| drop(wildx::Page::new(1).expect("a first page")));
         let base = wildx::stats();
         assert_eq!(base.live_pages, 0, "the model needs a registry no one else is using");
         assert_eq!(base.arenas, 0, "the model needs a registry no one else is using");
