@@ -634,7 +634,7 @@ fn reuse_rate(cycles: u32) -> f64 {
 /// bites.
 #[test]
 fn freed_addresses_are_not_handed_straight_back() {
-    run_in_child("freed_addresses_are_not_handed_straight_back", || {
+    let out = run_in_child("freed_addresses_are_not_handed_straight_back", || {
         let placed = reuse_rate(100_000);
         println!("reuse with placement: {:.4}%", placed * 100.0);
         assert!(placed < 0.01, "reuse rate {placed}");
@@ -643,6 +643,15 @@ fn freed_addresses_are_not_handed_straight_back() {
         println!("reuse with the kernel's choice: {:.1}%", kernel * 100.0);
         assert!(kernel > 0.5, "the kernel's own reuse rate was expected to be high: {kernel}");
     });
+    // The rates, for the record (`cargo test --test hostile freed -- --nocapture`).
+    for line in out
+        .iter()
+        .flat_map(|o| String::from_utf8_lossy(&o.stdout).into_owned().lines().map(String::from).collect::<Vec<_>>())
+    {
+        if let Some(at) = line.find("reuse with") {
+            println!("{}", &line[at..]);
+        }
+    }
 }
 
 /// Pages from one placement window are adjacent and merge: 100 000 live pages take a
