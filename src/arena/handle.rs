@@ -13,6 +13,7 @@
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::shared::{LIVE_FNS, Shared, with_arena};
 use super::table::{self, FN_ALIGN, Rec, RecState, SLOT_ALIGN};
@@ -314,17 +315,21 @@ impl Arena {
     /// [`Error::ForeignFn`]; [`Error::WrongState`] for a pushed but unpublished function;
     /// [`Error::Retired`]; [`Error::Reentrant`].
     pub unsafe fn entry<F: Signature>(&self, id: FnId) -> Result<Entry<'_, F>, Error> {
-        let mut table = self.shared().lock()?;
+        let table = self.shared().lock()?;
         let rec = *self.rec(&table, id)?;
         callable(&rec)?;
-        let Some(entries) = rec.entries.checked_add(1) else {
-            return Err(Error::EntryAlive { entries: rec.entries });
-        };
         let ptr = NonNull::new(self.shared().addr(rec.off) as *mut u8).ok_or(Error::Null)?;
-        if let Some(r) = table.get_mut(id.index as usize) {
-            r.entries = entries;
+        // Every pushed record has its count mapped (see `Gates`).
+        let gate = self.shared().gates.get(id.index as usize).ok_or(Error::ForeignFn)?;
+        // Relaxed: increments happen only under the lock we hold, so the count can only
+        // fall between this load and the increment; `retire` reads it under the lock.
+        let entries = gate.load(Ordering::Relaxed);
+        if entries == u32::MAX {
+            return Err(Error::EntryAlive { entries });
         }
-        Ok(Entry { arena: self, index: id.index, ptr, len: rec.len(), hash: rec.hash, sig: PhantomData })
+        gate.fetch_add(1, Ordering::Relaxed);
+        drop(table);
+        Ok(Entry { gate, ptr, len: rec.len(), hash: rec.hash, sig: PhantomData })
     }
 
     /// Re-hashes function `id` and compares with the hash recorded at publish.
@@ -408,8 +413,11 @@ impl Arena {
         let mut table = self.shared().lock()?;
         let rec = *self.rec(&table, id)?;
         callable(&rec)?;
-        if rec.entries != 0 {
-            return Err(Error::EntryAlive { entries: rec.entries });
+        // Acquire: pairs with the Release decrement of every dropped entry, so their calls
+        // happen before the pages are released below (see `Gates`).
+        let entries = self.shared().gates.get(id.index as usize).map_or(0, |gate| gate.load(Ordering::Acquire));
+        if entries != 0 {
+            return Err(Error::EntryAlive { entries });
         }
         let (from, to) = table.retire(id.index as usize);
         if let Err(error) = self.shared().release(from, to) {
@@ -478,8 +486,9 @@ impl fmt::Debug for Arena {
 /// retired while it lives.
 #[must_use]
 pub struct Entry<'a, F: Signature> {
-    arena: &'a Arena,
-    index: u32,
+    /// The function's live-entry count, in the arena's state (so the borrow also keeps
+    /// the arena alive).
+    gate: &'a AtomicU32,
     ptr: NonNull<u8>,
     len: usize,
     hash: u64,
@@ -577,14 +586,10 @@ impl<F: Signature> Entry<'_, F> {
 
 impl<F: Signature> Drop for Entry<'_, F> {
     fn drop(&mut self) {
-        // From inside this arena's push_with closure the lock is ours up the stack: the
-        // count then stays raised (the function can no longer be retired) rather than
-        // deadlock. Never panics.
-        if let Ok(mut table) = self.arena.shared().lock()
-            && let Some(rec) = table.get_mut(self.index as usize)
-        {
-            rec.entries -= 1;
-        }
+        // Release: the calls made through this entry happen before a retire that sees the
+        // count fall (see `Gates`). No lock: dropping an entry never waits, even inside
+        // this arena's push_with closure.
+        self.gate.fetch_sub(1, Ordering::Release);
     }
 }
 

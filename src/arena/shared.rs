@@ -23,7 +23,7 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::slice;
-use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::table::{Placement, RecState, Table};
 use crate::error::Error;
@@ -56,7 +56,104 @@ pub(crate) struct Shared {
     refs: AtomicU32,
     /// The thread id running a `push_with` closure under the lock, 0 if none.
     emitter: AtomicI32,
+    /// Live `Entry` handles per record, outside the lock so that dropping an entry is one
+    /// atomic decrement (see [`Gates`]).
+    pub(crate) gates: Gates,
     table: crate::lock::Mutex<Table>,
+}
+
+/// Records counted in [`Gates`]' inline array; chunk `c` after it holds `INLINE << c`.
+const GATES_INLINE: usize = 1024;
+/// Enough chunks for every `u32` index.
+const GATE_CHUNKS: usize = 23;
+
+/// Live-entry counts, one `AtomicU32` per record, at addresses that never change while
+/// the arena lives: the first [`GATES_INLINE`] in the state itself, the rest in chunks
+/// that double in size, mapped (zeroed) by pushes under the table lock and unmapped only
+/// when the arena goes. An [`super::Entry`] keeps a reference to its count and drops it
+/// with one `fetch_sub`, without the lock.
+///
+/// Increments happen under the table lock (in `Arena::entry`, after checking the record
+/// is published and not retired), and `Arena::retire` reads the count under the same
+/// lock: a count of 0 there means no entry is alive and none can be made (the record is
+/// retired before the lock is released). Decrements are `Release` and the retire's read
+/// `Acquire`, so every call made through an entry happens before its pages are released.
+pub(crate) struct Gates {
+    inline: [AtomicU32; GATES_INLINE],
+    chunks: [AtomicPtr<AtomicU32>; GATE_CHUNKS],
+}
+
+impl Gates {
+    const fn new() -> Gates {
+        Gates {
+            inline: [const { AtomicU32::new(0) }; GATES_INLINE],
+            chunks: [const { AtomicPtr::new(core::ptr::null_mut()) }; GATE_CHUNKS],
+        }
+    }
+
+    /// Chunk and offset of record `index` (past the inline array).
+    fn locate(index: usize) -> (usize, usize) {
+        let c = (usize::BITS - 1 - (index / GATES_INLINE).leading_zeros()) as usize;
+        (c, index - (GATES_INLINE << c))
+    }
+
+    fn chunk_layout(c: usize) -> Layout {
+        // Cannot fail: at most 2^32 counts of 4 bytes.
+        Layout::array::<AtomicU32>(GATES_INLINE << c).expect("gate chunk layout")
+    }
+
+    /// The count of record `index`, if its chunk is mapped (always, for a pushed record).
+    pub(crate) fn get(&self, index: usize) -> Option<&AtomicU32> {
+        if index < GATES_INLINE {
+            return self.inline.get(index);
+        }
+        let (c, off) = Gates::locate(index);
+        // Acquire: pairs with the Release store in `ensure`, so the mapping is seen whole.
+        let chunk = self.chunks.get(c)?.load(Ordering::Acquire);
+        if chunk.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null chunk `c` is a live mapping of `INLINE << c` zeroed counts,
+        // unmapped only in `release_chunks` when the arena goes (nothing borrows it then),
+        // and `off < INLINE << c`.
+        Some(unsafe { &*chunk.add(off) })
+    }
+
+    /// Maps the chunk holding record `index` if it is not yet. Call under the table lock.
+    ///
+    /// # Errors
+    /// [`Error::RegistryStorage`] if the `mmap` fails; nothing changes then.
+    fn ensure(&self, index: usize) -> Result<(), Error> {
+        if index < GATES_INLINE {
+            return Ok(());
+        }
+        let (c, _) = Gates::locate(index);
+        let slot = self.chunks.get(c).ok_or(Error::RegistryStorage)?;
+        // Relaxed: only lock holders store, and we hold the lock.
+        if !slot.load(Ordering::Relaxed).is_null() {
+            return Ok(());
+        }
+        let (chunk, _) = MmapAlloc::map(Gates::chunk_layout(c)).ok_or(Error::RegistryStorage)?;
+        // Release: see `get`. The mapping is zero-filled: every count starts at 0.
+        slot.store(chunk.as_ptr().cast(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Unmaps every chunk and zeroes the inline counts, for an arena going away (or its
+    /// state being kept for the next arena): no entry is alive.
+    fn reset(&mut self) {
+        for count in &mut self.inline {
+            *count.get_mut() = 0;
+        }
+        for (c, slot) in self.chunks.iter_mut().enumerate() {
+            let chunk = core::mem::replace(slot.get_mut(), core::ptr::null_mut());
+            if let Some(chunk) = NonNull::new(chunk) {
+                // SAFETY: chunk `c` came from `MmapAlloc::map` with this layout, and
+                // nothing references it (`&mut self`: no entry is alive).
+                let _ = unsafe { MmapAlloc::unmap(chunk.cast(), Gates::chunk_layout(c)) };
+            }
+        }
+    }
 }
 
 // SAFETY: every mutable part is behind `table`'s lock or an atomic; `base` names a
@@ -79,19 +176,30 @@ impl Shared {
         // At a random address (crate::placement), named `wildx-arena` where the kernel
         // names mappings; refused under READ_IMPLIES_EXEC.
         let base = crate::execmem::reserve(capacity)?;
-        let table = match Table::new(capacity) {
+        let state = match take_spare() {
+            Some(state) => state,
+            None => match MmapAlloc::map(state_layout()) {
+                Some((state, _)) => state,
+                None => {
+                    // SAFETY: the reservation was made above and nobody else knows it.
+                    let _ = unsafe { sys::munmap(base, capacity) };
+                    return Err(Error::RegistryStorage);
+                }
+            },
+        };
+        // SAFETY: the block after the state lies inside the state's mapping
+        // (`state_layout`), and is used by this arena's table alone.
+        let block = unsafe { state.add(size_of::<Shared>().next_multiple_of(64)) };
+        let table = match Table::with_alloc(capacity, RecAlloc { inline: Some((block, INLINE_RECS_BYTES)) }) {
             Ok(table) => table,
             Err(error) => {
-                // SAFETY: the reservation was made above and nobody else knows it.
+                // SAFETY: the reservation was made above and nobody else knows it; the
+                // state mapping holds nothing live.
                 let _ = unsafe { sys::munmap(base, capacity) };
+                // SAFETY: as above.
+                unsafe { put_spare(state) };
                 return Err(error);
             }
-        };
-        let layout = Layout::new::<Shared>();
-        let Some((state, _)) = MmapAlloc::map(layout) else {
-            // SAFETY: the reservation was made above and nobody else knows it.
-            let _ = unsafe { sys::munmap(base, capacity) };
-            return Err(Error::RegistryStorage);
         };
         let shared = state.cast::<Shared>();
         // Relaxed: a unique number is all that is needed, no ordering.
@@ -102,6 +210,7 @@ impl Shared {
             capacity,
             refs: AtomicU32::new(0),
             emitter: AtomicI32::new(0),
+            gates: Gates::new(),
             table: crate::lock::Mutex::new(table),
         };
         // SAFETY: `state` is a fresh page-aligned mapping of at least size_of::<Shared>()
@@ -172,12 +281,15 @@ impl Shared {
         REGISTRY.write().release_arena_bytes(accessible);
         // Relaxed: a statistic.
         LIVE_FNS.fetch_sub(live, Ordering::Relaxed);
+        // SAFETY: the state is live and ours alone (the caller's contract): no entry (they
+        // borrow the arena) or lookup references its counts.
+        unsafe { (*shared.as_ptr()).gates.reset() };
         // SAFETY: the state is live and ours alone (the caller's contract); dropping it
         // drops the table, whose storage unmaps itself. Nothing reads it afterwards.
         unsafe { core::ptr::drop_in_place(shared.as_ptr()) };
-        // SAFETY: the state's mapping came from MmapAlloc::map with this layout, and its
-        // contents were dropped above.
-        let _ = unsafe { MmapAlloc::unmap(shared.cast(), Layout::new::<Shared>()) };
+        // SAFETY: the state's mapping came from MmapAlloc::map with this layout, its
+        // contents were dropped above, and nothing uses it any more.
+        unsafe { put_spare(shared.cast()) };
     }
 
     /// The table, locked; [`Error::Reentrant`] instead of a deadlock when the calling
@@ -223,6 +335,7 @@ impl Shared {
         let mut table = self.lock()?;
         let placement = table.place(len, align)?;
         table.reserve_one()?;
+        self.gates.ensure(table.records().len())?;
         self.commit(&mut table, placement)?;
         let addr = self.addr(placement.start);
         let name = match name {
@@ -368,6 +481,101 @@ impl Shared {
     pub(crate) unsafe fn bytes(&self, off: usize, len: usize) -> &[u8] {
         // SAFETY: forwarded from the caller's contract.
         unsafe { slice::from_raw_parts(self.ptr(off).as_ptr(), len) }
+    }
+}
+
+/// The block after the state for the first records: 1365 records of 24 bytes, so the
+/// table of an arena of up to about 64 KiB (one record per 48 bytes, see `Table::new`)
+/// needs no mapping of its own.
+const INLINE_RECS_BYTES: usize = 8 * PAGE_SIZE;
+
+/// The state's mapping: the [`Shared`] itself, then a block for the first records.
+fn state_layout() -> Layout {
+    // Cannot fail: a few pages, aligned as `Shared`.
+    Layout::from_size_align(size_of::<Shared>().next_multiple_of(64) + INLINE_RECS_BYTES, align_of::<Shared>().max(64))
+        .expect("arena state layout")
+}
+
+/// The allocator of an arena's record table: a block inside the state's mapping for as
+/// long as the records fit in it (the table of a short-lived arena then costs no
+/// `mmap`, `munmap` or page faults: the block is kept with the state, see [`SPARE`]),
+/// then the registry's [`Storage`](crate::registry::Storage). The default has no block.
+#[derive(Default)]
+pub(crate) struct RecAlloc {
+    /// The block's start (8-aligned) and length; `None` for no block.
+    inline: Option<(NonNull<u8>, usize)>,
+}
+
+impl RecAlloc {
+    fn is_inline(&self, ptr: NonNull<u8>) -> bool {
+        self.inline.is_some_and(|(block, _)| block == ptr)
+    }
+}
+
+// SAFETY: the inline block lies in the arena's state mapping, which outlives the table
+// (the table is dropped before the state is unmapped or kept), and is handed to the one
+// vector this allocator serves only while that vector has no buffer (`allocate` is called
+// only then); everything else is `Storage`'s, whose contract holds. Blocks are 8-aligned
+// at least (the state block is 64-aligned, `Storage` page-aligned).
+unsafe impl allocator_api2::alloc::Allocator for RecAlloc {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        match self.inline {
+            Some((block, len)) if layout.size() <= len && layout.align() <= 64 => {
+                Ok(NonNull::slice_from_raw_parts(block, len))
+            }
+            _ => crate::registry::Storage.allocate(layout),
+        }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        if !self.is_inline(ptr) {
+            // SAFETY: not the inline block, so it came from `Storage` with `old`.
+            return unsafe { crate::registry::Storage.grow(ptr, old, new) };
+        }
+        let moved = crate::registry::Storage.allocate(new)?;
+        // SAFETY: `ptr` holds `old.size()` initialised-or-not bytes of the inline block
+        // and `moved` is a fresh, disjoint block of at least `new.size() >= old.size()`.
+        unsafe { moved.cast::<u8>().as_ptr().copy_from_nonoverlapping(ptr.as_ptr(), old.size()) };
+        Ok(moved)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if !self.is_inline(ptr) {
+            // SAFETY: not the inline block, so it came from `Storage` with `layout`.
+            unsafe { crate::registry::Storage.deallocate(ptr, layout) };
+        }
+    }
+}
+
+/// The state mapping of the last arena dropped, kept for the next [`Shared::create`]:
+/// an arena's state with its inline [`Gates`] and record block is eleven pages, and
+/// mapping, faulting in and unmapping them (and a table of its own) was about a third of
+/// what a short-lived arena of 1000 functions cost beyond the syscall floor. At most one
+/// is kept (about 40 KiB, resident once used); null if none.
+static SPARE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The kept state mapping, if any: `state_layout()` bytes, page-aligned, whose
+/// previous contents were dropped (to be overwritten whole).
+fn take_spare() -> Option<NonNull<u8>> {
+    // Acquire: pairs with the Release in `put_spare`; the mapping is ours alone now.
+    NonNull::new(SPARE.swap(core::ptr::null_mut(), Ordering::Acquire))
+}
+
+/// Keeps a state mapping for the next arena, or unmaps it if one is kept already.
+///
+/// # Safety
+/// `state` came from `MmapAlloc::map(state_layout())`, its contents were dropped
+/// and nothing uses it any more.
+unsafe fn put_spare(state: NonNull<u8>) {
+    // Release: our last writes to it happen before the next taker's use.
+    if SPARE.compare_exchange(core::ptr::null_mut(), state.as_ptr(), Ordering::Release, Ordering::Relaxed).is_err() {
+        // SAFETY: forwarded from the caller's contract.
+        let _ = unsafe { MmapAlloc::unmap(state, state_layout()) };
     }
 }
 

@@ -15,6 +15,7 @@
 
 use allocator_api2::vec::Vec;
 
+use super::shared::RecAlloc;
 use crate::error::Error;
 use crate::profiling::{CodeSym, NameRef, Names, Registration};
 use crate::registry::Storage;
@@ -43,7 +44,8 @@ pub(crate) enum RecState {
     Retired,
 }
 
-/// One function or import slot: 24 bytes (offset, hash, length with flags, live entries).
+/// One function or import slot: 24 bytes (offset, hash, length with flags; its live
+/// entries are counted outside the table, in the arena's `Gates`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Rec {
     /// Offset from the arena's base.
@@ -52,14 +54,12 @@ pub(crate) struct Rec {
     pub(crate) hash: u64,
     /// Length (low 29 bits) and the PUBLISHED, RETIRED, IMPORT flags.
     meta: u32,
-    /// Live `Entry` handles on this function.
-    pub(crate) entries: u32,
 }
 
 impl Rec {
     fn new(off: usize, len: usize, import: bool) -> Rec {
         debug_assert!(len <= MAX_FN_LEN);
-        Rec { off, hash: 0, meta: len as u32 | if import { IMPORT } else { 0 }, entries: 0 }
+        Rec { off, hash: 0, meta: len as u32 | if import { IMPORT } else { 0 } }
     }
 
     pub(crate) const fn len(&self) -> usize {
@@ -104,7 +104,7 @@ const fn round_down(n: usize, to: usize) -> usize {
 
 /// The bookkeeping of one arena. See the module docs for its invariants.
 pub(crate) struct Table {
-    recs: Vec<Rec, Storage>,
+    recs: Vec<Rec, RecAlloc>,
     /// Index of the first record not yet published.
     first_pending: usize,
     /// Offset of the next free byte.
@@ -150,8 +150,17 @@ impl Table {
     ///
     /// # Errors
     /// [`Error::RegistryStorage`] if the table's `mmap` fails.
+    #[cfg(test)]
     pub(crate) fn new(capacity: usize) -> Result<Table, Error> {
-        let mut recs = Vec::new_in(Storage);
+        Table::with_alloc(capacity, RecAlloc::default())
+    }
+
+    /// [`Table::new`] with the records' storage from `alloc` (an inline block first).
+    ///
+    /// # Errors
+    /// As [`Table::new`].
+    pub(crate) fn with_alloc(capacity: usize, alloc: RecAlloc) -> Result<Table, Error> {
+        let mut recs = Vec::new_in(alloc);
         let per_page = PAGE_SIZE / core::mem::size_of::<Rec>();
         let initial = (capacity / 48).clamp(per_page, 16 * 1024).next_multiple_of(per_page);
         recs.try_reserve_exact(initial).map_err(|_| Error::RegistryStorage)?;
@@ -316,10 +325,6 @@ impl Table {
 
     pub(crate) fn get(&self, index: usize) -> Option<&Rec> {
         self.recs.get(index)
-    }
-
-    pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut Rec> {
-        self.recs.get_mut(index)
     }
 
     /// The index of the record starting exactly at `off`.
