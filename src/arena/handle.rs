@@ -13,9 +13,8 @@
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::shared::{LIVE_FNS, Shared, with_arena};
+use super::shared::{Gate, LIVE_FNS, Shared, with_arena};
 use super::table::{self, FN_ALIGN, Rec, RecState, SLOT_ALIGN};
 
 use crate::error::Error;
@@ -321,13 +320,7 @@ impl Arena {
         let ptr = NonNull::new(self.shared().addr(rec.off) as *mut u8).ok_or(Error::Null)?;
         // Every pushed record has its count mapped (see `Gates`).
         let gate = self.shared().gates.get(id.index as usize).ok_or(Error::ForeignFn)?;
-        // Relaxed: increments happen only under the lock we hold, so the count can only
-        // fall between this load and the increment; `retire` reads it under the lock.
-        let entries = gate.load(Ordering::Relaxed);
-        if entries == u32::MAX {
-            return Err(Error::EntryAlive { entries });
-        }
-        gate.fetch_add(1, Ordering::Relaxed);
+        gate.enter()?;
         drop(table);
         Ok(Entry { gate, ptr, len: rec.len(), hash: rec.hash, sig: PhantomData })
     }
@@ -413,9 +406,9 @@ impl Arena {
         let mut table = self.shared().lock()?;
         let rec = *self.rec(&table, id)?;
         callable(&rec)?;
-        // Acquire: pairs with the Release decrement of every dropped entry, so their calls
-        // happen before the pages are released below (see `Gates`).
-        let entries = self.shared().gates.get(id.index as usize).map_or(0, |gate| gate.load(Ordering::Acquire));
+        // Entries end without the lock, and `alive` orders their calls before the release
+        // of the pages below (see `Gate`).
+        let entries = self.shared().gates.get(id.index as usize).map_or(0, Gate::alive);
         if entries != 0 {
             return Err(Error::EntryAlive { entries });
         }
@@ -488,7 +481,7 @@ impl fmt::Debug for Arena {
 pub struct Entry<'a, F: Signature> {
     /// The function's live-entry count, in the arena's state (so the borrow also keeps
     /// the arena alive).
-    gate: &'a AtomicU32,
+    gate: &'a Gate,
     ptr: NonNull<u8>,
     len: usize,
     hash: u64,
@@ -586,10 +579,9 @@ impl<F: Signature> Entry<'_, F> {
 
 impl<F: Signature> Drop for Entry<'_, F> {
     fn drop(&mut self) {
-        // Release: the calls made through this entry happen before a retire that sees the
-        // count fall (see `Gates`). No lock: dropping an entry never waits, even inside
-        // this arena's push_with closure.
-        self.gate.fetch_sub(1, Ordering::Release);
+        // No lock: dropping an entry never waits, even inside this arena's push_with
+        // closure; the calls made through it happen before a retire that sees it ended.
+        self.gate.leave();
     }
 }
 

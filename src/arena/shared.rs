@@ -67,26 +67,69 @@ const GATES_INLINE: usize = 1024;
 /// Enough chunks for every `u32` index.
 const GATE_CHUNKS: usize = 23;
 
-/// Live-entry counts, one `AtomicU32` per record, at addresses that never change while
+/// One record's entries: how many were made and how many have ended (both wrap); the
+/// difference is how many are alive. Only a holder of the table lock makes one (a plain
+/// load and store of `made`, no atomic read-modify-write), and dropping one is a single
+/// `fetch_add` of `ended`, without the lock.
+pub(crate) struct Gate {
+    made: AtomicU32,
+    ended: AtomicU32,
+}
+
+impl Gate {
+    /// Counts a new entry; call under the table lock, after checking the record may be
+    /// entered. [`Error::EntryAlive`] if `u32::MAX` are alive already.
+    #[inline]
+    pub(crate) fn enter(&self) -> Result<(), Error> {
+        // Relaxed: `made` is written only under the lock we hold; `ended` can only grow
+        // meanwhile, which makes the count we see an overestimate (a refusal at worst).
+        let made = self.made.load(Ordering::Relaxed);
+        let alive = made.wrapping_sub(self.ended.load(Ordering::Relaxed));
+        if alive == u32::MAX {
+            return Err(Error::EntryAlive { entries: alive });
+        }
+        // Relaxed: read back under the lock (the lock orders it), or by `alive`.
+        self.made.store(made.wrapping_add(1), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Ends an entry (no lock). Release: the calls made through it happen before a retire
+    /// that sees it ended.
+    #[inline]
+    pub(crate) fn leave(&self) {
+        self.ended.fetch_add(1, Ordering::Release);
+    }
+
+    /// Entries alive now; call under the table lock (no entry can be made meanwhile).
+    #[inline]
+    pub(crate) fn alive(&self) -> u32 {
+        // Acquire: pairs with `leave`'s Release (see there). Relaxed for `made`: written
+        // only under the lock we hold.
+        let ended = self.ended.load(Ordering::Acquire);
+        self.made.load(Ordering::Relaxed).wrapping_sub(ended)
+    }
+}
+
+/// Live-entry counts, one [`Gate`] per record, at addresses that never change while
 /// the arena lives: the first [`GATES_INLINE`] in the state itself, the rest in chunks
 /// that double in size, mapped (zeroed) by pushes under the table lock and unmapped only
-/// when the arena goes. An [`super::Entry`] keeps a reference to its count and drops it
-/// with one `fetch_sub`, without the lock.
+/// when the arena goes. An [`super::Entry`] keeps a reference to its gate and ends it
+/// without the lock.
 ///
-/// Increments happen under the table lock (in `Arena::entry`, after checking the record
-/// is published and not retired), and `Arena::retire` reads the count under the same
-/// lock: a count of 0 there means no entry is alive and none can be made (the record is
-/// retired before the lock is released). Decrements are `Release` and the retire's read
+/// Entries are made only under the table lock (in `Arena::entry`, after checking the
+/// record is published and not retired), and `Arena::retire` reads the count under the
+/// same lock: 0 alive there means no entry is alive and none can be made (the record is
+/// retired before the lock is released). Ends are `Release` and the retire's read
 /// `Acquire`, so every call made through an entry happens before its pages are released.
 pub(crate) struct Gates {
-    inline: [AtomicU32; GATES_INLINE],
-    chunks: [AtomicPtr<AtomicU32>; GATE_CHUNKS],
+    inline: [Gate; GATES_INLINE],
+    chunks: [AtomicPtr<Gate>; GATE_CHUNKS],
 }
 
 impl Gates {
     const fn new() -> Gates {
         Gates {
-            inline: [const { AtomicU32::new(0) }; GATES_INLINE],
+            inline: [const { Gate { made: AtomicU32::new(0), ended: AtomicU32::new(0) } }; GATES_INLINE],
             chunks: [const { AtomicPtr::new(core::ptr::null_mut()) }; GATE_CHUNKS],
         }
     }
@@ -99,11 +142,12 @@ impl Gates {
 
     fn chunk_layout(c: usize) -> Layout {
         // Cannot fail: at most 2^32 counts of 4 bytes.
-        Layout::array::<AtomicU32>(GATES_INLINE << c).expect("gate chunk layout")
+        Layout::array::<Gate>(GATES_INLINE << c).expect("gate chunk layout")
     }
 
     /// The count of record `index`, if its chunk is mapped (always, for a pushed record).
-    pub(crate) fn get(&self, index: usize) -> Option<&AtomicU32> {
+    #[inline]
+    pub(crate) fn get(&self, index: usize) -> Option<&Gate> {
         if index < GATES_INLINE {
             return self.inline.get(index);
         }
@@ -142,8 +186,9 @@ impl Gates {
     /// Unmaps every chunk and zeroes the inline counts, for an arena going away (or its
     /// state being kept for the next arena): no entry is alive.
     fn reset(&mut self) {
-        for count in &mut self.inline {
-            *count.get_mut() = 0;
+        for gate in &mut self.inline {
+            *gate.made.get_mut() = 0;
+            *gate.ended.get_mut() = 0;
         }
         for (c, slot) in self.chunks.iter_mut().enumerate() {
             let chunk = core::mem::replace(slot.get_mut(), core::ptr::null_mut());
@@ -343,12 +388,18 @@ impl Shared {
             None => None,
         };
         // The alignment padding before the new bytes, and the bytes a closure is handed,
-        // are int3 (pages are filled lazily, so that committing ahead costs nothing).
-        let pad_from = table.next_offset(1);
-        let fill_to = if emitter { placement.end } else { placement.start };
-        // SAFETY: `[pad_from, fill_to)` lies in R|W pages at or after `published_end`
-        // (see below), where no reference exists.
-        unsafe { self.ptr(pad_from).as_ptr().write_bytes(0xCC, fill_to - pad_from) };
+        // are int3: each page is filled whole the first time a push reaches it (lazily, so
+        // that committing ahead costs nothing; per page, not per push, so a push of a
+        // small function writes no padding). Bytes past the last record are never written
+        // except by a push, and a closure that unwinds puts int3 back (`Refill`).
+        let (filled, fill_to) = (table.filled_end(), placement.end.next_multiple_of(PAGE_SIZE));
+        if fill_to > filled {
+            // SAFETY: `[filled, fill_to)` are whole pages made R|W by `commit`, at or after
+            // `published_end` (`filled_end` never falls below it) and past every record:
+            // no reference into them exists.
+            unsafe { self.ptr(filled).as_ptr().write_bytes(0xCC, fill_to - filled) };
+            table.filled(fill_to);
+        }
         // SAFETY: `[start, end)` lies in pages made R|W by `commit` (now or earlier) and
         // not yet published (placement starts at or after `published_end`); the lock
         // keeps every other push and the publish off them while the slice lives.

@@ -10,6 +10,8 @@
 //!   hold only pending bytes, pages above are still reserved (`PROT_NONE`);
 //! - nothing is ever placed below `published_end`, so a page that held published code is
 //!   never writable again;
+//! - every byte of `[published_end, filled_end)` outside a record is int3 (`0xCC`): pushes
+//!   fill each page whole before placing anything on it;
 //! - a page is released exactly when the last record overlapping it retires (import slots
 //!   never retire, so a page holding one is never released).
 
@@ -113,6 +115,10 @@ pub(crate) struct Table {
     published_end: usize,
     /// Offset below which pages are accessible (page-aligned).
     committed_end: usize,
+    /// Offset below which accessible pages were filled with int3 (page-aligned; between
+    /// `published_end` and `committed_end`, or below `published_end` when nothing was
+    /// pushed since the last publish).
+    filled_end: usize,
     /// The reservation's length (page-aligned).
     capacity: usize,
     /// Names given to pending functions by `push_named`, until they are published.
@@ -170,6 +176,7 @@ impl Table {
             bump: 0,
             published_end: 0,
             committed_end: 0,
+            filled_end: 0,
             capacity,
             names: Names::new(),
             named: Vec::new_in(Storage),
@@ -205,6 +212,17 @@ impl Table {
         let to = round_up(end, PAGE_SIZE);
         let commit = if to > self.committed_end { (self.committed_end, to) } else { (to, to) };
         Ok(Placement { start, end, commit })
+    }
+
+    pub(crate) fn filled_end(&self) -> usize {
+        self.filled_end.max(self.published_end)
+    }
+
+    /// Records that pages up to `to` (page-aligned, accessible) hold int3 wherever no
+    /// record is.
+    pub(crate) fn filled(&mut self, to: usize) {
+        debug_assert!(to % PAGE_SIZE == 0 && to <= self.committed_end);
+        self.filled_end = self.filled_end.max(to);
     }
 
     /// Records that pages up to `to` are accessible now.
