@@ -625,7 +625,7 @@ pub fn stats() -> Stats {
         registry_bytes: registry::storage_bytes(),
         registry_capacity: reg.capacity(),
         arenas: reg.arena_count(),
-        arena_functions: crate::arena::live_functions(),
+        arena_functions: crate::arena::live_functions(&reg),
         arena_bytes: reg.arena_bytes(),
     }
 }

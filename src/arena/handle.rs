@@ -14,7 +14,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use super::shared::{Gate, LIVE_FNS, Shared, with_arena};
+use super::shared::{Gate, Shared, with_arena};
 use super::table::{self, FN_ALIGN, Rec, RecState, SLOT_ALIGN};
 
 use crate::error::Error;
@@ -24,10 +24,20 @@ use crate::registry::State;
 use crate::sys::PAGE_SIZE;
 use crate::typed::{FnRef, SafeSignature, Signature};
 
-/// Functions pushed into live arenas and not yet retired, process-wide.
-pub(crate) fn live_functions() -> usize {
-    // Relaxed: a statistic.
-    LIVE_FNS.load(core::sync::atomic::Ordering::Relaxed)
+/// Functions pushed into live arenas and not yet retired, process-wide: the sum of the
+/// registered arenas' counts, read under the registry lock `reg` (which keeps them
+/// registered, hence mapped).
+pub(crate) fn live_functions(reg: &crate::registry::Registry) -> usize {
+    reg.arena_spans()
+        .iter()
+        .map(|span| {
+            // SAFETY: a registered arena's state is live while the registry lock is held
+            // (unregistering takes the write lock, and comes before the unmap).
+            let shared = unsafe { span.shared.as_ref() };
+            // Relaxed: a statistic.
+            shared.live.load(core::sync::atomic::Ordering::Relaxed)
+        })
+        .sum()
 }
 
 /// One reserved range of address space holding many functions.
@@ -420,8 +430,7 @@ impl Arena {
         if let Some(registration) = table.batch_retired(id.index as usize) {
             crate::profiling::code_retired(registration);
         }
-        // Relaxed: a statistic.
-        LIVE_FNS.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
+        self.shared().count_live(&table, usize::MAX);
         Ok(())
     }
 

@@ -25,7 +25,7 @@ use core::ptr::NonNull;
 use core::slice;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use super::table::{Placement, RecState, Table};
+use super::table::{Placement, Table};
 use crate::error::Error;
 use crate::global::MmapAlloc;
 use crate::hash::fnv1a64;
@@ -40,9 +40,6 @@ static SERIALS: AtomicU64 = AtomicU64::new(1);
 const COMMIT_AHEAD_MIN: usize = 16 * PAGE_SIZE;
 const COMMIT_AHEAD_MAX: usize = 64 * PAGE_SIZE;
 
-/// Functions pushed into live arenas and not retired, process-wide.
-pub(crate) static LIVE_FNS: AtomicUsize = AtomicUsize::new(0);
-
 /// One arena's state. It lives in a mapping of its own so that its address never
 /// changes: the registry points at it.
 pub(crate) struct Shared {
@@ -56,6 +53,10 @@ pub(crate) struct Shared {
     refs: AtomicU32,
     /// The thread id running a `push_with` closure under the lock, 0 if none.
     emitter: AtomicI32,
+    /// Functions pushed and not retired. Written only under the table lock (a load and a
+    /// store, no read-modify-write on the push path), read by `wildx::stats` under the
+    /// registry lock, which keeps the arena registered and mapped while it reads.
+    pub(crate) live: AtomicUsize,
     /// Live `Entry` handles per record, outside the lock so that dropping an entry is one
     /// atomic decrement (see [`Gates`]).
     pub(crate) gates: Gates,
@@ -255,6 +256,7 @@ impl Shared {
             capacity,
             refs: AtomicU32::new(0),
             emitter: AtomicI32::new(0),
+            live: AtomicUsize::new(0),
             gates: Gates::new(),
             table: crate::lock::Mutex::new(table),
         };
@@ -312,7 +314,6 @@ impl Shared {
         let this = unsafe { shared.as_ref() };
         let table = this.table.lock();
         let accessible = accessible_bytes(&table);
-        let live = table.records().iter().filter(|r| !r.is_import() && r.state() != RecState::Retired).count();
         let mut table = table;
         for registration in table.take_registrations() {
             crate::profiling::code_retired(registration);
@@ -324,8 +325,6 @@ impl Shared {
         let unmapped = unsafe { sys::munmap(this.base, this.capacity) };
         debug_assert!(unmapped.is_ok(), "munmap of an arena reservation refused: {unmapped:?}");
         REGISTRY.write().release_arena_bytes(accessible);
-        // Relaxed: a statistic.
-        LIVE_FNS.fetch_sub(live, Ordering::Relaxed);
         // SAFETY: the state is live and ours alone (the caller's contract): no entry (they
         // borrow the arena) or lookup references its counts.
         unsafe { (*shared.as_ptr()).gates.reset() };
@@ -351,6 +350,13 @@ impl Shared {
             return Err(Error::Reentrant);
         }
         Ok(self.table.lock())
+    }
+
+    /// Adds `delta` (wrapping: -1 is `usize::MAX`) to the live function count. The
+    /// guard proves the table lock is held, the only place the count is written.
+    pub(crate) fn count_live(&self, _locked: &Guard<'_>, delta: usize) {
+        // Relaxed: writers are serialised by the lock; readers want a statistic.
+        self.live.store(self.live.load(Ordering::Relaxed).wrapping_add(delta), Ordering::Relaxed);
     }
 
     /// The address of offset `off`.
@@ -413,8 +419,7 @@ impl Shared {
         refill.disarm();
         let index = table.add(placement, import, name);
         if !import {
-            // Relaxed: a statistic.
-            LIVE_FNS.fetch_add(1, Ordering::Relaxed);
+            self.count_live(&table, 1);
         }
         Ok((index, addr))
     }
