@@ -21,6 +21,8 @@
 #![allow(unsafe_code)]
 
 use core::alloc::Layout;
+
+use allocator_api2::alloc::Allocator;
 use core::ptr::NonNull;
 use core::slice;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -113,7 +115,7 @@ impl Gate {
 
 /// Live-entry counts, one [`Gate`] per record, at addresses that never change while
 /// the arena lives: the first [`GATES_INLINE`] in the state itself, the rest in chunks
-/// that double in size, mapped (zeroed) by pushes under the table lock and unmapped only
+/// that double in size, mapped (zeroed, from the registry's storage) by pushes under the table lock and unmapped only
 /// when the arena goes. An [`super::Entry`] keeps a reference to its gate and ends it
 /// without the lock.
 ///
@@ -178,7 +180,8 @@ impl Gates {
         if !slot.load(Ordering::Relaxed).is_null() {
             return Ok(());
         }
-        let (chunk, _) = MmapAlloc::map(Gates::chunk_layout(c)).ok_or(Error::RegistryStorage)?;
+        // From the registry's storage, so `stats().registry_bytes` counts it.
+        let chunk = crate::registry::Storage.allocate(Gates::chunk_layout(c)).map_err(|_| Error::RegistryStorage)?;
         // Release: see `get`. The mapping is zero-filled: every count starts at 0.
         slot.store(chunk.as_ptr().cast(), Ordering::Release);
         Ok(())
@@ -194,9 +197,9 @@ impl Gates {
         for (c, slot) in self.chunks.iter_mut().enumerate() {
             let chunk = core::mem::replace(slot.get_mut(), core::ptr::null_mut());
             if let Some(chunk) = NonNull::new(chunk) {
-                // SAFETY: chunk `c` came from `MmapAlloc::map` with this layout, and
+                // SAFETY: chunk `c` came from `Storage::allocate` with this layout, and
                 // nothing references it (`&mut self`: no entry is alive).
-                let _ = unsafe { MmapAlloc::unmap(chunk.cast(), Gates::chunk_layout(c)) };
+                unsafe { crate::registry::Storage.deallocate(chunk.cast(), Gates::chunk_layout(c)) };
             }
         }
     }
