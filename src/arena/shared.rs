@@ -341,10 +341,16 @@ impl Shared {
 
     /// The table, locked; [`Error::Reentrant`] instead of a deadlock when the calling
     /// thread is the one inside a `push_with` closure of this arena.
+    #[inline]
     pub(crate) fn lock(&self) -> Result<Guard<'_>, Error> {
-        if let Some(guard) = self.table.try_lock() {
-            return Ok(guard);
+        match self.table.try_lock() {
+            Some(guard) => Ok(guard),
+            None => self.lock_contended(),
         }
+    }
+
+    #[cold]
+    fn lock_contended(&self) -> Result<Guard<'_>, Error> {
         // Relaxed: the emitter writes its own tid before running the closure on this
         // same thread when it matters (a re-entrant call reads its own earlier store);
         // another thread's tid never equals ours whatever it reads.
@@ -397,17 +403,25 @@ impl Shared {
             None => None,
         };
         // The alignment padding before the new bytes, and the bytes a closure is handed,
-        // are int3: each page is filled whole the first time a push reaches it (lazily, so
-        // that committing ahead costs nothing; per page, not per push, so a push of a
-        // small function writes no padding). Bytes past the last record are never written
-        // except by a push, and a closure that unwinds puts int3 back (`Refill`).
-        let (filled, fill_to) = (table.filled_end(), placement.end.next_multiple_of(PAGE_SIZE));
-        if fill_to > filled {
-            // SAFETY: `[filled, fill_to)` are whole pages made R|W by `commit`, at or after
-            // `published_end` (`filled_end` never falls below it) and past every record:
-            // no reference into them exists.
-            unsafe { self.ptr(filled).as_ptr().write_bytes(0xCC, fill_to - filled) };
-            table.filled(fill_to);
+        // are int3 (pages are filled lazily, so that committing ahead costs nothing; the
+        // rest of the last pending page is filled at publish).
+        let pad_from = table.next_offset(1);
+        if emitter {
+            // SAFETY: `[pad_from, end)` lies in R|W pages at or after `published_end` and
+            // past every record, where no reference exists.
+            unsafe { self.ptr(pad_from).as_ptr().write_bytes(0xCC, placement.end - pad_from) };
+        } else if pad_from + INT3_RUN.len() <= table.committed_end() {
+            // The padding is shorter than the alignment (at most 15 bytes): one 16-byte
+            // store covers it with no call. What it writes past `start` is overwritten by
+            // the copy below or lies past the new record in pending bytes, where int3
+            // belongs anyway.
+            // SAFETY: `[pad_from, pad_from + 16)` lies in R|W pages (below
+            // `committed_end`), at or after `published_end` and past every record: no
+            // reference into it exists.
+            unsafe { self.ptr(pad_from).as_ptr().cast::<[u8; 16]>().write_unaligned(INT3_RUN) };
+        } else {
+            // SAFETY: as in the emitter case, for `[pad_from, start)`.
+            unsafe { self.ptr(pad_from).as_ptr().write_bytes(0xCC, placement.start - pad_from) };
         }
         // SAFETY: `[start, end)` lies in pages made R|W by `commit` (now or earlier) and
         // not yet published (placement starts at or after `published_end`); the lock
@@ -648,6 +662,9 @@ unsafe fn put_spare(state: NonNull<u8>) {
         let _ = unsafe { MmapAlloc::unmap(state, state_layout()) };
     }
 }
+
+/// Sixteen int3: alignment padding, written with one store.
+const INT3_RUN: [u8; 16] = [0xCC; 16];
 
 /// How many functions [`fnv1a64_lanes`] hashes at once.
 const LANES: usize = 4;

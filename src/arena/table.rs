@@ -10,8 +10,6 @@
 //!   hold only pending bytes, pages above are still reserved (`PROT_NONE`);
 //! - nothing is ever placed below `published_end`, so a page that held published code is
 //!   never writable again;
-//! - every byte of `[published_end, filled_end)` outside a record is int3 (`0xCC`): pushes
-//!   fill each page whole before placing anything on it;
 //! - a page is released exactly when the last record overlapping it retires (import slots
 //!   never retire, so a page holding one is never released).
 
@@ -115,10 +113,6 @@ pub(crate) struct Table {
     published_end: usize,
     /// Offset below which pages are accessible (page-aligned).
     committed_end: usize,
-    /// Offset below which accessible pages were filled with int3 (page-aligned; between
-    /// `published_end` and `committed_end`, or below `published_end` when nothing was
-    /// pushed since the last publish).
-    filled_end: usize,
     /// The reservation's length (page-aligned).
     capacity: usize,
     /// Names given to pending functions by `push_named`, until they are published.
@@ -176,7 +170,6 @@ impl Table {
             bump: 0,
             published_end: 0,
             committed_end: 0,
-            filled_end: 0,
             capacity,
             names: Names::new(),
             named: Vec::new_in(Storage),
@@ -185,6 +178,7 @@ impl Table {
     }
 
     /// The offset the next record of alignment `align` would start at.
+    #[inline]
     pub(crate) fn next_offset(&self, align: usize) -> usize {
         round_up(self.bump.max(self.published_end), align)
     }
@@ -195,6 +189,7 @@ impl Table {
     /// # Errors
     /// [`Error::ZeroLength`], [`Error::LengthOverflow`] past [`MAX_FN_LEN`],
     /// [`Error::ArenaFull`] past the reservation.
+    #[inline]
     pub(crate) fn place(&self, len: usize, align: usize) -> Result<Placement, Error> {
         if len == 0 {
             return Err(Error::ZeroLength);
@@ -214,17 +209,6 @@ impl Table {
         Ok(Placement { start, end, commit })
     }
 
-    pub(crate) fn filled_end(&self) -> usize {
-        self.filled_end.max(self.published_end)
-    }
-
-    /// Records that pages up to `to` (page-aligned, accessible) hold int3 wherever no
-    /// record is.
-    pub(crate) fn filled(&mut self, to: usize) {
-        debug_assert!(to % PAGE_SIZE == 0 && to <= self.committed_end);
-        self.filled_end = self.filled_end.max(to);
-    }
-
     /// Records that pages up to `to` are accessible now.
     pub(crate) fn committed(&mut self, to: usize) {
         self.committed_end = self.committed_end.max(to);
@@ -232,6 +216,7 @@ impl Table {
 
     /// Makes room for one more record. Fails if the table must grow and its `mmap`
     /// fails; nothing changes then. An arena holds fewer than `u32::MAX` records (ids carry a `u32` index).
+    #[inline]
     pub(crate) fn reserve_one(&mut self) -> Result<(), Error> {
         if self.recs.len() >= u32::MAX as usize {
             return Err(Error::ArenaFull { needed: 1, available: 0 });
@@ -259,6 +244,7 @@ impl Table {
 
     /// Adds a pending record at `placement` (after [`Table::reserve_one`], and
     /// [`Table::prepare_name`] for a named one); returns its index.
+    #[inline]
     pub(crate) fn add(&mut self, placement: Placement, import: bool, name: Option<NameRef>) -> usize {
         debug_assert!(placement.start >= self.next_offset(1) && placement.end <= self.committed_end);
         self.recs.push(Rec::new(placement.start, placement.end - placement.start, import));
@@ -341,6 +327,7 @@ impl Table {
         range
     }
 
+    #[inline]
     pub(crate) fn get(&self, index: usize) -> Option<&Rec> {
         self.recs.get(index)
     }
