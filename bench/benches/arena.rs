@@ -201,6 +201,9 @@ fn paired_ratios(_: &mut Criterion) {
         }
         a.publish().expect("publish");
     };
+    let mut warm = jit_allocator::JitAllocator::new(jit_allocator::JitAllocatorOptions::default());
+    let mut run_warm = || assert_eq!(jit_allocator_batch(&mut warm, black_box(&codes)), expected);
+    let mut run_dynasmrt = || assert_eq!(dynasmrt_batch(black_box(&codes)), expected);
     let mut hash_all = || {
         for code in &codes {
             black_box(wildx::fnv1a64(black_box(code)));
@@ -216,6 +219,8 @@ fn paired_ratios(_: &mut Criterion) {
             ("wildx_arena", &mut run_wildx),
             ("jit_allocator_fresh", &mut run_fresh),
             ("fnv1a64_each_40_bytes", &mut hash_all),
+            ("jit_allocator_warm", &mut run_warm),
+            ("dynasmrt", &mut run_dynasmrt),
             ("wildx_new_drop", &mut run_new_drop),
             ("wildx_push_all_drop", &mut run_push_drop),
             ("wildx_push_all_publish_drop", &mut run_push_publish_drop),
