@@ -643,7 +643,7 @@ pub fn stats() -> Stats {
         registry_bytes: registry::storage_bytes(),
         registry_capacity: reg.capacity(),
         arenas: reg.arena_count(),
-        arena_functions: crate::arena::live_functions(),
+        arena_functions: crate::arena::live_functions(&reg),
         arena_bytes: reg.arena_bytes(),
         exec_mode: execmem::exec_mode(),
     }

@@ -23,7 +23,8 @@
 //! only after the cursor has gone once round the window (about 500 allocations later),
 //! and the window's base, hence every page's address, is not predictable from outside
 //! the process. Each window keeps one `PROT_NONE` anchor page mapped (see
-//! `new_window`), so 100 000 live pages cost about 200 more kernel mappings. Mappings larger than [`BUMP_MAX`] and arena
+//! `new_window`), so 100 000 live pages cost about 200 more kernel mappings. Arena
+//! reservations up to [`BUMP_MAX`] take window slots too; larger mappings and
 //! reservations get a random address of their own. After a few collisions in a row
 //! placement falls back to the kernel's choice.
 //!
@@ -211,7 +212,8 @@ fn remap_at_own_offset(ptr: NonNull<u8>, len: usize, prot: u32, fd: i32) -> Resu
 }
 
 /// Reserves `len` bytes (whole pages) of address space, inaccessible (`PROT_NONE`), at
-/// a random address, named `wildx-arena`: the arena's reservation. Pages inside it are
+/// a randomized address (a window slot up to [`BUMP_MAX`], see the module docs), named
+/// `wildx-arena`: the arena's reservation. Pages inside it are
 /// made accessible later with `mprotect` (see [`crate::execmem`]).
 ///
 /// # Errors
@@ -221,8 +223,13 @@ pub(crate) fn reserve(len: usize) -> Result<NonNull<u8>, Errno> {
         return Err(Errno::EINVAL);
     }
     let mut placed = None;
-    for _ in 0..ATTEMPTS {
-        match sys::mmap_anonymous_noreplace(random_address(len, sys::PAGE_SIZE), len, sys::PROT_NONE) {
+    for attempt in 0..ATTEMPTS {
+        // A small reservation takes the next slot of a window, as a page does: a
+        // reservation at an address of its own costs the kernel a fresh set of page tables
+        // to build and free each time (measured: a fifth of a 1000-function arena's
+        // floor, `cargo bench -p wildx-bench --bench arena`).
+        let hint = if len <= BUMP_MAX { take(len, attempt > 0) } else { random_address(len, sys::PAGE_SIZE) };
+        match sys::mmap_anonymous_noreplace(hint, len, sys::PROT_NONE) {
             Ok(ptr) => {
                 placed = Some(ptr);
                 break;

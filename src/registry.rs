@@ -433,6 +433,11 @@ impl Registry {
         self.arenas.len()
     }
 
+    /// The live arenas, sorted by start.
+    pub(crate) fn arena_spans(&self) -> &[ArenaSpan] {
+        &self.arenas
+    }
+
     /// Counts `bytes` of an arena's pages, about to be made accessible, as live; `false`,
     /// changing nothing, if that would pass the quota. (No table entry is involved: arena
     /// functions live in the arena's own table.) [`Registry::release_arena_bytes`] gives

@@ -706,3 +706,66 @@ fn signal_safe_queries_answer_for_arena_functions_without_waiting() {
     assert_eq!(signal_safe::state(p), Ok(None));
     assert_eq!(signal_safe::verify(p), Err(Error::NotRegistered));
 }
+
+/// Dropping an `Entry` takes no lock (it adds to the function's count of ended entries),
+/// so it works inside a `push_with` closure of the same arena, and `retire` still waits
+/// for every entry: two threads make, call and drop entries of a function alone on its
+/// page while the main thread retires it, which releases the page. Had `retire` ever
+/// succeeded while an entry was alive, that entry's call would hit the released page
+/// (SIGSEGV): the child dies and the test fails.
+#[test]
+fn entries_end_without_the_lock_and_retire_waits_for_every_one() {
+    let _ = run_in_child("entries_end_without_the_lock_and_retire_waits_for_every_one", || {
+        let arena = Arena::new(1 << 22).unwrap();
+        let id = arena.push(&ret_const(7)).unwrap();
+        arena.publish().unwrap();
+        // SAFETY: ret_const implements Ret.
+        let entry = unsafe { arena.entry::<Ret>(id) }.unwrap();
+        assert_eq!(arena.retire(id), Err(Error::EntryAlive { entries: 1 }));
+        arena
+            .push_with(1, |_, b| {
+                b[0] = 0xc3;
+                drop(entry);
+            })
+            .unwrap();
+        arena.retire(id).unwrap();
+        arena.publish().unwrap();
+        let mut refused = 0u64;
+        for round in 0..100 {
+            // Alone on a fresh page (the previous publish moved on), published.
+            let id = arena.push(&ret_const(round)).unwrap();
+            arena.publish().unwrap();
+            let calls = std::sync::atomic::AtomicU64::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    s.spawn(|| {
+                        // SAFETY: ret_const implements Ret.
+                        while let Ok(e) = unsafe { arena.entry::<Ret>(id) } {
+                            assert_eq!(e.call(()), round);
+                            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            drop(e);
+                        }
+                    });
+                }
+                // Retire only once both callers are busy with entries.
+                while calls.load(std::sync::atomic::Ordering::Relaxed) < 1000 {
+                    std::hint::spin_loop();
+                }
+                loop {
+                    match arena.retire(id) {
+                        Ok(()) => break,
+                        Err(Error::EntryAlive { .. }) => {
+                            refused += 1;
+                            std::thread::yield_now();
+                        }
+                        Err(e) => panic!("retire: {e:?}"),
+                    }
+                }
+            });
+            // SAFETY: as above.
+            assert_eq!(unsafe { arena.entry::<Ret>(id) }.err(), Some(Error::Retired));
+        }
+        println!("retire refused {refused} times while entries were alive");
+    })
+    .inspect(|out| print!("{}", String::from_utf8_lossy(&out.stdout)));
+}

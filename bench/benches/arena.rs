@@ -168,5 +168,71 @@ fn one_call(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(name = benches; config = common::config(); targets = thousand_functions, one_call);
+/// The same batches as [`thousand_functions`], interleaved (see [`common::paired`]):
+/// median per-function times and median same-round ratios to the floor, which stay put
+/// when the shared machine gets slower or faster between criterion's separate runs.
+/// The last line checks the two goals: wildx at least 1.5x faster than fresh
+/// jit-allocator, and at most the floor plus the hash plus 30 ns per function.
+fn paired_ratios(_: &mut Criterion) {
+    let codes: Vec<[u8; 40]> = (0..N as i32).map(function).collect();
+    let expected: i64 = (0..N as i64).sum();
+    let mut run_floor = || assert_eq!(floor(black_box(&codes)), expected);
+    let mut run_wildx = || assert_eq!(wildx_arena(black_box(&codes)), expected);
+    let mut run_fresh = || {
+        let mut jit = jit_allocator::JitAllocator::new(jit_allocator::JitAllocatorOptions::default());
+        assert_eq!(jit_allocator_batch(&mut jit, black_box(&codes)), expected);
+    };
+    // Where wildx's time goes: the same batch cut short. An empty arena made and dropped
+    // (per-arena fixed costs, spread over 1000 functions); the pushes without a publish;
+    // the pushes and the publish without entries and calls. `wildx_arena` minus the last
+    // is what `entry`, the call and the entry's drop cost.
+    let arena = || wildx::Arena::new(N * STRIDE + 4096).expect("Arena::new");
+    let mut run_new_drop = || drop(black_box(arena()));
+    let mut run_push_drop = || {
+        let a = arena();
+        for code in &codes {
+            black_box(a.push(black_box(code)).expect("push"));
+        }
+    };
+    let mut run_push_publish_drop = || {
+        let a = arena();
+        for code in &codes {
+            black_box(a.push(black_box(code)).expect("push"));
+        }
+        a.publish().expect("publish");
+    };
+    let mut warm = jit_allocator::JitAllocator::new(jit_allocator::JitAllocatorOptions::default());
+    let mut run_warm = || assert_eq!(jit_allocator_batch(&mut warm, black_box(&codes)), expected);
+    let mut run_dynasmrt = || assert_eq!(dynasmrt_batch(black_box(&codes)), expected);
+    let mut hash_all = || {
+        for code in &codes {
+            black_box(wildx::fnv1a64(black_box(code)));
+        }
+    };
+    let t = common::paired(
+        "arena_1000_functions_paired",
+        N as u64,
+        101,
+        20,
+        &mut [
+            ("floor_libc", &mut run_floor),
+            ("wildx_arena", &mut run_wildx),
+            ("jit_allocator_fresh", &mut run_fresh),
+            ("fnv1a64_each_40_bytes", &mut hash_all),
+            ("jit_allocator_warm", &mut run_warm),
+            ("dynasmrt", &mut run_dynasmrt),
+            ("wildx_new_drop", &mut run_new_drop),
+            ("wildx_push_all_drop", &mut run_push_drop),
+            ("wildx_push_all_publish_drop", &mut run_push_publish_drop),
+        ],
+    );
+    let speedup = common::median(t[2].iter().zip(&t[1]).map(|(fresh, w)| fresh / w).collect());
+    let excess = common::median((0..t[0].len()).map(|r| t[1][r] - t[0][r] - t[3][r]).collect());
+    println!(
+        "arena_1000_functions_paired: fresh jit-allocator / wildx = {speedup:.2} (goal >= 1.5); \
+         wildx - floor - hash = {excess:.1} ns per function (goal <= 30)"
+    );
+}
+
+criterion_group!(name = benches; config = common::config(); targets = paired_ratios, thousand_functions, one_call);
 criterion_main!(benches);

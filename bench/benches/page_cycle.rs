@@ -216,5 +216,43 @@ fn seal_by_size(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(name = benches; config = common::config(); targets = page_cycle, seal_by_size);
+/// The page cycle interleaved (see [`common::paired`]): many short samples of each
+/// variant in rotating order, reported as the median of same-round ratios to the floor.
+/// Criterion's separate runs of each variant drift by +-10% on a shared machine, more than
+/// the few percent compared here; a ratio taken within one round cancels that drift.
+fn paired_ratios(_: &mut Criterion) {
+    let t = common::paired(
+        "page_cycle_paired",
+        1,
+        401,
+        40,
+        &mut [
+            ("floor_libc", &mut || assert_eq!(common::floor_cycle(false), 42)),
+            ("floor_libc_int3_fill", &mut || assert_eq!(common::floor_cycle(true), 42)),
+            ("wildx_raw", &mut || assert_eq!(wildx_raw(), 42)),
+            ("wildx_typed", &mut || assert_eq!(wildx_typed(), 42)),
+            ("floor_libc_int3_fill_personality", &mut || {
+                // The floor with the one syscall wildx adds by contract: the
+                // READ_IMPLIES_EXEC check before each R|W mapping (`personality(0xffffffff)`
+                // only reads it).
+                // SAFETY: querying the personality changes nothing.
+                assert!(unsafe { libc::personality(0xffff_ffff) } >= 0);
+                assert_eq!(common::floor_cycle(true), 42)
+            }),
+        ],
+    );
+    let ratio = |a: usize, b: usize| common::median(t[a].iter().zip(&t[b]).map(|(x, y)| x / y).collect());
+    println!(
+        "page_cycle_paired: wildx_raw / floor_libc = {:.3} (goal <= 1.03); wildx_raw / floor_libc_int3_fill = {:.3}; \
+         wildx_raw / floor_libc_int3_fill_personality = {:.3}; wildx_typed / floor_libc = {:.3}; \
+         floor_libc_int3_fill_personality / floor_libc = {:.3}",
+        ratio(2, 0),
+        ratio(2, 1),
+        ratio(2, 4),
+        ratio(3, 0),
+        ratio(4, 0),
+    );
+}
+
+criterion_group!(name = benches; config = common::config(); targets = paired_ratios, page_cycle, seal_by_size);
 criterion_main!(benches);

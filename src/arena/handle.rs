@@ -14,7 +14,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use super::shared::{LIVE_FNS, Shared, try_with_table, with_arena};
+use super::shared::{Gate, Shared, try_with_table, with_arena};
 use super::table::{self, FN_ALIGN, Rec, RecState, SLOT_ALIGN};
 
 use crate::error::Error;
@@ -24,10 +24,20 @@ use crate::registry::State;
 use crate::sys::PAGE_SIZE;
 use crate::typed::{FnRef, SafeSignature, Signature};
 
-/// Functions pushed into live arenas and not yet retired, process-wide.
-pub(crate) fn live_functions() -> usize {
-    // Relaxed: a statistic.
-    LIVE_FNS.load(core::sync::atomic::Ordering::Relaxed)
+/// Functions pushed into live arenas and not yet retired, process-wide: the sum of the
+/// registered arenas' counts, read under the registry lock `reg` (which keeps them
+/// registered, hence mapped).
+pub(crate) fn live_functions(reg: &crate::registry::Registry) -> usize {
+    reg.arena_spans()
+        .iter()
+        .map(|span| {
+            // SAFETY: a registered arena's state is live while the registry lock is held
+            // (unregistering takes the write lock, and comes before the unmap).
+            let shared = unsafe { span.shared.as_ref() };
+            // Relaxed: a statistic.
+            shared.live.load(core::sync::atomic::Ordering::Relaxed)
+        })
+        .sum()
 }
 
 /// One reserved range of address space holding many functions.
@@ -314,17 +324,15 @@ impl Arena {
     /// [`Error::ForeignFn`]; [`Error::WrongState`] for a pushed but unpublished function;
     /// [`Error::Retired`]; [`Error::Reentrant`].
     pub unsafe fn entry<F: Signature>(&self, id: FnId) -> Result<Entry<'_, F>, Error> {
-        let mut table = self.shared().lock()?;
+        let table = self.shared().lock()?;
         let rec = *self.rec(&table, id)?;
         callable(&rec)?;
-        let Some(entries) = rec.entries.checked_add(1) else {
-            return Err(Error::EntryAlive { entries: rec.entries });
-        };
         let ptr = NonNull::new(self.shared().addr(rec.off) as *mut u8).ok_or(Error::Null)?;
-        if let Some(r) = table.get_mut(id.index as usize) {
-            r.entries = entries;
-        }
-        Ok(Entry { arena: self, index: id.index, ptr, len: rec.len(), hash: rec.hash, sig: PhantomData })
+        // Every pushed record has its count mapped (see `Gates`).
+        let gate = self.shared().gates.get(id.index as usize).ok_or(Error::ForeignFn)?;
+        gate.enter()?;
+        drop(table);
+        Ok(Entry { gate, ptr, len: rec.len(), hash: rec.hash, sig: PhantomData })
     }
 
     /// Re-hashes function `id` and compares with the hash recorded at publish.
@@ -408,8 +416,11 @@ impl Arena {
         let mut table = self.shared().lock()?;
         let rec = *self.rec(&table, id)?;
         callable(&rec)?;
-        if rec.entries != 0 {
-            return Err(Error::EntryAlive { entries: rec.entries });
+        // Entries end without the lock, and `alive` orders their calls before the release
+        // of the pages below (see `Gate`).
+        let entries = self.shared().gates.get(id.index as usize).map_or(0, Gate::alive);
+        if entries != 0 {
+            return Err(Error::EntryAlive { entries });
         }
         let (from, to) = table.retire(id.index as usize);
         if let Err(error) = self.shared().release(from, to) {
@@ -419,8 +430,7 @@ impl Arena {
         if let Some(registration) = table.batch_retired(id.index as usize) {
             crate::profiling::code_retired(registration);
         }
-        // Relaxed: a statistic.
-        LIVE_FNS.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
+        self.shared().count_live(&table, usize::MAX);
         Ok(())
     }
 
@@ -478,8 +488,9 @@ impl fmt::Debug for Arena {
 /// retired while it lives.
 #[must_use]
 pub struct Entry<'a, F: Signature> {
-    arena: &'a Arena,
-    index: u32,
+    /// The function's live-entry count, in the arena's state (so the borrow also keeps
+    /// the arena alive).
+    gate: &'a Gate,
     ptr: NonNull<u8>,
     len: usize,
     hash: u64,
@@ -577,14 +588,9 @@ impl<F: Signature> Entry<'_, F> {
 
 impl<F: Signature> Drop for Entry<'_, F> {
     fn drop(&mut self) {
-        // From inside this arena's push_with closure the lock is ours up the stack: the
-        // count then stays raised (the function can no longer be retired) rather than
-        // deadlock. Never panics.
-        if let Ok(mut table) = self.arena.shared().lock()
-            && let Some(rec) = table.get_mut(self.index as usize)
-        {
-            rec.entries -= 1;
-        }
+        // No lock: dropping an entry never waits, even inside this arena's push_with
+        // closure; the calls made through it happen before a retire that sees it ended.
+        self.gate.leave();
     }
 }
 

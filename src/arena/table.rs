@@ -15,6 +15,7 @@
 
 use allocator_api2::vec::Vec;
 
+use super::shared::RecAlloc;
 use crate::error::Error;
 use crate::profiling::{CodeSym, NameRef, Names, Registration};
 use crate::registry::Storage;
@@ -43,7 +44,8 @@ pub(crate) enum RecState {
     Retired,
 }
 
-/// One function or import slot: 24 bytes (offset, hash, length with flags, live entries).
+/// One function or import slot: 24 bytes (offset, hash, length with flags; its live
+/// entries are counted outside the table, in the arena's `Gates`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Rec {
     /// Offset from the arena's base.
@@ -52,14 +54,12 @@ pub(crate) struct Rec {
     pub(crate) hash: u64,
     /// Length (low 29 bits) and the PUBLISHED, RETIRED, IMPORT flags.
     meta: u32,
-    /// Live `Entry` handles on this function.
-    pub(crate) entries: u32,
 }
 
 impl Rec {
     fn new(off: usize, len: usize, import: bool) -> Rec {
         debug_assert!(len <= MAX_FN_LEN);
-        Rec { off, hash: 0, meta: len as u32 | if import { IMPORT } else { 0 }, entries: 0 }
+        Rec { off, hash: 0, meta: len as u32 | if import { IMPORT } else { 0 } }
     }
 
     pub(crate) const fn len(&self) -> usize {
@@ -104,7 +104,7 @@ const fn round_down(n: usize, to: usize) -> usize {
 
 /// The bookkeeping of one arena. See the module docs for its invariants.
 pub(crate) struct Table {
-    recs: Vec<Rec, Storage>,
+    recs: Vec<Rec, RecAlloc>,
     /// Index of the first record not yet published.
     first_pending: usize,
     /// Offset of the next free byte.
@@ -150,8 +150,17 @@ impl Table {
     ///
     /// # Errors
     /// [`Error::RegistryStorage`] if the table's `mmap` fails.
+    #[cfg(test)]
     pub(crate) fn new(capacity: usize) -> Result<Table, Error> {
-        let mut recs = Vec::new_in(Storage);
+        Table::with_alloc(capacity, RecAlloc::default())
+    }
+
+    /// [`Table::new`] with the records' storage from `alloc` (an inline block first).
+    ///
+    /// # Errors
+    /// As [`Table::new`].
+    pub(crate) fn with_alloc(capacity: usize, alloc: RecAlloc) -> Result<Table, Error> {
+        let mut recs = Vec::new_in(alloc);
         let per_page = PAGE_SIZE / core::mem::size_of::<Rec>();
         let initial = (capacity / 48).clamp(per_page, 16 * 1024).next_multiple_of(per_page);
         recs.try_reserve_exact(initial).map_err(|_| Error::RegistryStorage)?;
@@ -169,6 +178,7 @@ impl Table {
     }
 
     /// The offset the next record of alignment `align` would start at.
+    #[inline]
     pub(crate) fn next_offset(&self, align: usize) -> usize {
         round_up(self.bump.max(self.published_end), align)
     }
@@ -179,6 +189,7 @@ impl Table {
     /// # Errors
     /// [`Error::ZeroLength`], [`Error::LengthOverflow`] past [`MAX_FN_LEN`],
     /// [`Error::ArenaFull`] past the reservation.
+    #[inline]
     pub(crate) fn place(&self, len: usize, align: usize) -> Result<Placement, Error> {
         if len == 0 {
             return Err(Error::ZeroLength);
@@ -205,6 +216,7 @@ impl Table {
 
     /// Makes room for one more record. Fails if the table must grow and its `mmap`
     /// fails; nothing changes then. An arena holds fewer than `u32::MAX` records (ids carry a `u32` index).
+    #[inline]
     pub(crate) fn reserve_one(&mut self) -> Result<(), Error> {
         if self.recs.len() >= u32::MAX as usize {
             return Err(Error::ArenaFull { needed: 1, available: 0 });
@@ -232,6 +244,7 @@ impl Table {
 
     /// Adds a pending record at `placement` (after [`Table::reserve_one`], and
     /// [`Table::prepare_name`] for a named one); returns its index.
+    #[inline]
     pub(crate) fn add(&mut self, placement: Placement, import: bool, name: Option<NameRef>) -> usize {
         debug_assert!(placement.start >= self.next_offset(1) && placement.end <= self.committed_end);
         self.recs.push(Rec::new(placement.start, placement.end - placement.start, import));
@@ -314,12 +327,9 @@ impl Table {
         range
     }
 
+    #[inline]
     pub(crate) fn get(&self, index: usize) -> Option<&Rec> {
         self.recs.get(index)
-    }
-
-    pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut Rec> {
-        self.recs.get_mut(index)
     }
 
     /// The index of the record starting exactly at `off`.

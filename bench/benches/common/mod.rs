@@ -145,3 +145,49 @@ pub fn time_each<S>(iters: u64, before: impl Fn() -> S, op: impl Fn(&S), after: 
     }
     total
 }
+
+/// A noise-resistant comparison: `rounds` rounds, each timing `reps` runs of every
+/// variant back to back (in an order that rotates each round, so no variant always runs
+/// first). Prints, for each variant, the median over rounds of its time per run divided
+/// by `per` (per element), and the median over rounds of its ratio to the first variant
+/// (the floor) in the same round. Machine-wide slowdowns hit both sides of a ratio within
+/// a round, so the median ratio is much steadier than two separate criterion means.
+/// Returns every variant's per-round times (ns per element), rounds in step.
+pub fn paired(
+    group: &str,
+    per: u64,
+    rounds: usize,
+    reps: u32,
+    variants: &mut [(&str, &mut dyn FnMut())],
+) -> Vec<Vec<f64>> {
+    let n = variants.len();
+    let mut times = vec![Vec::with_capacity(rounds); n];
+    // Warm up every variant (page tables, caches, lazily initialised state).
+    for (_, run) in variants.iter_mut() {
+        for _ in 0..reps {
+            run();
+        }
+    }
+    for round in 0..rounds {
+        for k in 0..n {
+            let v = (k + round) % n;
+            let start = Instant::now();
+            for _ in 0..reps {
+                (variants[v].1)();
+            }
+            times[v].push(start.elapsed().as_nanos() as f64 / f64::from(reps) / per as f64);
+        }
+    }
+    for v in 0..n {
+        let ratio = median(times[v].iter().zip(&times[0]).map(|(t, f)| t / f).collect());
+        let ns = median(times[v].clone());
+        println!("{group}/{:<28} median {ns:9.1} ns   median ratio to {}: {ratio:.3}", variants[v].0, variants[0].0);
+    }
+    times
+}
+
+/// The median of `xs`.
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
