@@ -11,7 +11,7 @@ use std::hint::black_box;
 type U2 = extern "sysv64" fn(u64, u64) -> u64;
 
 fn fixture() -> Vec<Vec<u8>> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/validate");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/validate");
     let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
