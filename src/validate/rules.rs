@@ -25,6 +25,10 @@ use super::{FRAME_LIMIT, MAX_LEN, Rule, Violation};
 const REACHED: u8 = 2;
 /// Its state changed since it was last processed.
 const PENDING: u8 = 4;
+/// A `jmp`/`jcc` lands on it: its state is kept in its node and met there. Any other
+/// instruction but the first is reached only by falling through from the one before,
+/// whose output state is carried straight to it without being stored.
+const TARGET: u8 = 8;
 
 /// "Something else": no value the rules follow.
 const OTHER: i16 = i16::MAX;
@@ -89,18 +93,19 @@ impl State {
     }
 }
 
-/// One instruction: decoded once by the sweep, then read by the data-flow pass, which
-/// keeps the state before it here.
+/// One instruction: decoded once by the sweep, then read by the data-flow pass.
 #[derive(Clone, Copy)]
 pub(crate) struct Node {
     insn: Insn,
-    state: State,
     /// Its offset in the code.
     at: u32,
     /// For a `jmp`/`jcc`: the target's offset after the sweep, its instruction index
     /// after the boundary check.
     target: u32,
-    /// [`REACHED`], [`PENDING`].
+    /// For the first instruction and [`TARGET`]s: the index of the state kept for it
+    /// (the state before it, met over the paths that reach it).
+    slot: u32,
+    /// [`REACHED`], [`PENDING`], [`TARGET`].
     flags: u8,
 }
 
@@ -117,9 +122,11 @@ pub(crate) fn check(code: &[u8], abi: Option<Abi>) -> Result<(), Violation> {
         // Nothing here is zeroed but the start bitmap (8 words): short code pays only
         // for its instructions.
         let mut nodes = [const { MaybeUninit::<Node>::uninit() }; STACK_NODES];
+        let mut states = [const { MaybeUninit::<State>::uninit() }; STACK_NODES];
         let mut starts = [0u64; STACK_LEN / 64];
         let mut ranks = [0u32; STACK_LEN / 64];
-        if let Some(result) = run(code, abi, &mut nodes, &mut starts, &mut ranks) {
+        let words = code.len().div_ceil(64);
+        if let Some(result) = run(code, abi, &mut nodes, &mut states, &mut starts[..words], &mut ranks[..words]) {
             return result;
         }
         // More instructions than the stack holds: start again with a mapping. The sweep
@@ -127,17 +134,19 @@ pub(crate) fn check(code: &[u8], abi: Option<Abi>) -> Result<(), Violation> {
         // lost.
     }
     let mut mapped = Mapped::new(code.len()).ok_or(at0(Rule::NoScratch))?;
-    let (nodes, starts, ranks) = mapped.parts();
-    // A mapping has room for one node per code byte: it never runs out.
-    run(code, abi, nodes, starts, ranks).unwrap_or(Err(at0(Rule::NoScratch)))
+    let (nodes, states, starts, ranks) = mapped.parts();
+    // A mapping has room for one node and one state per code byte: it never runs out.
+    run(code, abi, nodes, states, starts, ranks).unwrap_or(Err(at0(Rule::NoScratch)))
 }
 
-/// The check over scratch `nodes` (room for the instructions) and zeroed `starts` and
-/// `ranks` (one each per 64 code bytes). `None` if `nodes` is too short.
+/// The check over scratch `nodes` and `states` (room for the instructions; `states`
+/// at least as long as `nodes`) and zeroed `starts` and `ranks` (one each per 64 code
+/// bytes). `None` if `nodes` is too short.
 fn run(
     code: &[u8],
     abi: Option<Abi>,
     nodes: &mut [MaybeUninit<Node>],
+    states: &mut [MaybeUninit<State>],
     starts: &mut [u64],
     ranks: &mut [u32],
 ) -> Option<Result<(), Violation>> {
@@ -148,7 +157,7 @@ fn run(
     let mut at = 0;
     let mut targets = false;
     while at < code.len() {
-        if !list.push(Node { insn: Insn::EMPTY, state: State::ZERO, at: at as u32, target: 0, flags: 0 }) {
+        if !list.push(Node { insn: Insn::EMPTY, at: at as u32, target: 0, slot: 0, flags: 0 }) {
             return None;
         }
         // Decoded straight into its node: no copy of the result.
@@ -173,7 +182,7 @@ fn run(
         at += len as usize;
     }
     let nodes = list.into_slice();
-    Some(flow(code, abi, nodes, starts, ranks, targets))
+    Some(flow(code, abi, nodes, states, starts, ranks, targets))
 }
 
 /// Steps 2 and 3 over the swept instructions (`targets`: some are `jmp`/`jcc`).
@@ -181,10 +190,13 @@ fn flow(
     code: &[u8],
     abi: Option<Abi>,
     nodes: &mut [Node],
+    states: &mut [MaybeUninit<State>],
     starts: &[u64],
     ranks: &mut [u32],
     targets: bool,
 ) -> Result<(), Violation> {
+    // Slot 0 is the first instruction's.
+    let mut kept = 1;
     // 2. Every jump lands on an instruction start (the first one in address order that
     //    does not is reported); its target becomes an instruction index: the number of
     //    starts before it.
@@ -194,22 +206,29 @@ fn flow(
             *rank = count;
             count += word.count_ones();
         }
-        for node in nodes.iter_mut() {
-            if let Flow::Jump(_) | Flow::Branch(_) = node.insn.flow {
-                let t = node.target as usize;
+        for i in 0..nodes.len() {
+            if let Flow::Jump(_) | Flow::Branch(_) = nodes[i].insn.flow {
+                let t = nodes[i].target as usize;
                 let word = starts[t / 64];
                 if word >> (t % 64) & 1 == 0 {
-                    return Err(Violation { offset: node.at as usize, rule: Rule::JumpIntoInstruction });
+                    return Err(Violation { offset: nodes[i].at as usize, rule: Rule::JumpIntoInstruction });
                 }
-                node.target = ranks[t / 64] + (word & ((1 << (t % 64)) - 1)).count_ones();
+                let t = ranks[t / 64] + (word & ((1 << (t % 64)) - 1)).count_ones();
+                nodes[i].target = t;
+                let node = &mut nodes[t as usize];
+                if node.flags & TARGET == 0 && t != 0 {
+                    node.slot = kept;
+                    kept += 1;
+                }
+                node.flags |= TARGET;
             }
         }
     }
     // 3. Data flow from the entry over reachable instructions, in address order,
     //    rescanning from the lowest state that a backward edge changed.
     let n = nodes.len();
-    nodes[0].state = State::entry(abi);
-    nodes[0].flags = REACHED | PENDING;
+    nodes[0].slot = 0;
+    nodes[0].flags |= REACHED | PENDING;
     let mut from = Some(0);
     if abi.is_none() {
         // Without the ABI rules `step` leaves every state as the entry state, so no meet
@@ -245,16 +264,37 @@ fn flow(
         }
         return Ok(());
     }
+    // The output state of the instruction before, when it falls through to this one and
+    // this one is not a jump target (so that is its only predecessor, and its state is
+    // exactly that output: the meet the stored state would go through changes nothing,
+    // as `step` only ever lowers its output when its input is lowered).
+    // The kept states: the first instruction's and the jump targets' (distinct
+    // instructions, so no more than `nodes.len() <= states.len()`).
+    let mut list = Buf::new(states);
+    list.push(State::entry(abi));
+    for _ in 1..kept {
+        list.push(State::ZERO);
+    }
+    let states = list.into_slice();
     while let Some(start) = from.take() {
+        let mut carry: Option<State> = None;
         for i in start..n {
             if nodes[i].flags & PENDING == 0 {
+                carry = None;
                 continue;
             }
-            let node = &nodes[i];
-            let (insn, mut s, at, target) = (node.insn, node.state, node.at as usize, node.target as usize);
             nodes[i].flags &= !PENDING;
+            let mut s = match carry.take() {
+                Some(s) => s,
+                None => {
+                    debug_assert!(i == 0 || nodes[i].flags & TARGET != 0);
+                    states[nodes[i].slot as usize]
+                }
+            };
+            let node = &nodes[i];
+            let at = node.at as usize;
             let fail = |rule| Violation { offset: at, rule };
-            let (a, b) = step(code, abi, &insn, at, i, target, &mut s).map_err(fail)?;
+            let (a, b) = step(code, abi, &node.insn, at, i, node.target as usize, &mut s).map_err(fail)?;
             // The successors in order: the fall-through first, then a jcc's target.
             for t in [a, b] {
                 let Some(t) = t else { break };
@@ -262,12 +302,18 @@ fn flow(
                     return Err(fail(Rule::FallsOffEnd));
                 }
                 let node = &mut nodes[t];
+                if t == i + 1 && node.flags & TARGET == 0 {
+                    node.flags |= REACHED | PENDING;
+                    carry = Some(s);
+                    continue;
+                }
+                let state = &mut states[node.slot as usize];
                 let changed = if node.flags & REACHED == 0 {
-                    node.state = s;
+                    *state = s;
                     node.flags |= REACHED;
                     true
                 } else {
-                    node.state.meet(&s).map_err(fail)?
+                    state.meet(&s).map_err(fail)?
                 };
                 if changed {
                     node.flags |= PENDING;
