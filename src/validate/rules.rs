@@ -264,10 +264,6 @@ fn flow(
         }
         return Ok(());
     }
-    // The output state of the instruction before, when it falls through to this one and
-    // this one is not a jump target (so that is its only predecessor, and its state is
-    // exactly that output: the meet the stored state would go through changes nothing,
-    // as `step` only ever lowers its output when its input is lowered).
     // The kept states: the first instruction's and the jump targets' (distinct
     // instructions, so no more than `nodes.len() <= states.len()`).
     let mut list = Buf::new(states);
@@ -276,55 +272,72 @@ fn flow(
         list.push(State::ZERO);
     }
     let states = list.into_slice();
+    // The state being followed. When an instruction falls through to one that is not a
+    // jump target (`carried`), that one has no other predecessor and its state is
+    // exactly this output: it is used in place, never stored (the meet a stored state
+    // would go through changes nothing, as `step` only ever lowers its output when its
+    // input is lowered).
+    let mut s = State::ZERO;
     while let Some(start) = from.take() {
-        let mut carry: Option<State> = None;
+        let mut carried = false;
         for i in start..n {
             if nodes[i].flags & PENDING == 0 {
-                carry = None;
+                carried = false;
                 continue;
             }
             nodes[i].flags &= !PENDING;
-            let mut s = match carry.take() {
-                Some(s) => s,
-                None => {
-                    debug_assert!(i == 0 || nodes[i].flags & TARGET != 0);
-                    states[nodes[i].slot as usize]
-                }
-            };
+            if !carried {
+                debug_assert!(i == 0 || nodes[i].flags & TARGET != 0);
+                s = states[nodes[i].slot as usize];
+            }
             let node = &nodes[i];
             let at = node.at as usize;
             let fail = |rule| Violation { offset: at, rule };
             let (a, b) = step(code, abi, &node.insn, at, i, node.target as usize, &mut s).map_err(fail)?;
             // The successors in order: the fall-through first, then a jcc's target.
-            for t in [a, b] {
-                let Some(t) = t else { break };
-                if t >= n {
-                    return Err(fail(Rule::FallsOffEnd));
-                }
-                let node = &mut nodes[t];
-                if t == i + 1 && node.flags & TARGET == 0 {
-                    node.flags |= REACHED | PENDING;
-                    carry = Some(s);
-                    continue;
-                }
-                let state = &mut states[node.slot as usize];
-                let changed = if node.flags & REACHED == 0 {
-                    *state = s;
-                    node.flags |= REACHED;
-                    true
-                } else {
-                    state.meet(&s).map_err(fail)?
-                };
-                if changed {
-                    node.flags |= PENDING;
-                    if t <= i {
-                        from = Some(from.map_or(t, |f: usize| f.min(t)));
-                    }
+            carried = false;
+            if let Some(a) = a {
+                carried = enter(nodes, states, &s, i, a, &mut from).map_err(fail)?;
+                if let Some(b) = b {
+                    enter(nodes, states, &s, i, b, &mut from).map_err(fail)?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Enters state `s` from instruction `i` into its successor `t` (`nodes.len()`: off the
+/// end); whether `t` follows `i` and takes `s` in place (see `flow`).
+#[inline(always)]
+fn enter(
+    nodes: &mut [Node],
+    states: &mut [State],
+    s: &State,
+    i: usize,
+    t: usize,
+    from: &mut Option<usize>,
+) -> Result<bool, Rule> {
+    let Some(node) = nodes.get_mut(t) else { return Err(Rule::FallsOffEnd) };
+    if t == i + 1 && node.flags & TARGET == 0 {
+        node.flags |= REACHED | PENDING;
+        return Ok(true);
+    }
+    let state = &mut states[node.slot as usize];
+    let changed = if node.flags & REACHED == 0 {
+        *state = *s;
+        node.flags |= REACHED;
+        true
+    } else {
+        state.meet(s)?
+    };
+    if changed {
+        node.flags |= PENDING;
+        if t <= i {
+            *from = Some(from.map_or(t, |f: usize| f.min(t)));
+        }
+    }
+    Ok(false)
 }
 
 /// Applies instruction `i` (at offset `at`; a `jmp`/`jcc` to instruction `target`) to
