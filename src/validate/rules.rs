@@ -156,6 +156,7 @@ fn run(
     let mut list = Buf::new(nodes);
     let mut at = 0;
     let mut targets = false;
+    let mut traps = false;
     while at < code.len() {
         if !list.push(Node { insn: Insn::EMPTY, at: at as u32, target: 0, slot: 0, flags: 0 }) {
             return None;
@@ -176,13 +177,35 @@ fn run(
                 targets = true;
             }
             Flow::Call(t) if t != 0 => return fail(Rule::CallTarget),
+            Flow::Trap => traps = true,
             _ => {}
         }
         starts[at / 64] |= 1 << (at % 64);
         at += len as usize;
     }
     let nodes = list.into_slice();
+    // Without the ABI rules, what follows the boundary check can fail only by reaching
+    // an int3 or by falling through past the last instruction: with no int3 and a last
+    // instruction that never falls through, it cannot, and is skipped.
+    let reach = abi.is_some() || traps || !matches!(nodes.last().map(|n| n.insn.flow), Some(Flow::Ret | Flow::Jump(_)));
+    if !reach {
+        return Some(boundaries(nodes, starts));
+    }
     Some(flow(code, abi, nodes, states, starts, ranks, targets))
+}
+
+/// Step 2 alone (see `flow`): every jump lands on an instruction start; the first one
+/// in address order that does not is reported.
+fn boundaries(nodes: &[Node], starts: &[u64]) -> Result<(), Violation> {
+    for node in nodes {
+        if let Flow::Jump(_) | Flow::Branch(_) = node.insn.flow {
+            let t = node.target as usize;
+            if starts[t / 64] >> (t % 64) & 1 == 0 {
+                return Err(Violation { offset: node.at as usize, rule: Rule::JumpIntoInstruction });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Steps 2 and 3 over the swept instructions (`targets`: some are `jmp`/`jcc`).
