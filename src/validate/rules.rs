@@ -118,6 +118,20 @@ pub(crate) fn check(code: &[u8], abi: Option<Abi>) -> Result<(), Violation> {
     if code.len() > MAX_LEN {
         return Err(at0(Rule::TooLarge));
     }
+    if abi.is_none() && code.len() <= QUICK_LEN {
+        // Two bitmaps on the stack, zeroed only as far as the code needs.
+        let words = code.len().div_ceil(64);
+        let verdict = if code.len() <= STACK_LEN {
+            let (mut starts, mut targets) = ([0u64; STACK_LEN / 64], [0u64; STACK_LEN / 64]);
+            quick_structural(code, &mut starts[..words], &mut targets[..words])
+        } else {
+            let (mut starts, mut targets) = ([0u64; QUICK_LEN / 64], [0u64; QUICK_LEN / 64]);
+            quick_structural(code, &mut starts[..words], &mut targets[..words])
+        };
+        if let Some(result) = verdict {
+            return result;
+        }
+    }
     if code.len() <= STACK_LEN {
         // Nothing here is zeroed but the start bitmap (8 words): short code pays only
         // for its instructions.
@@ -137,6 +151,54 @@ pub(crate) fn check(code: &[u8], abi: Option<Abi>) -> Result<(), Violation> {
     let (nodes, states, starts, ranks) = mapped.parts();
     // A mapping has room for one node and one state per code byte: it never runs out.
     run(code, abi, nodes, states, starts, ranks).unwrap_or(Err(at0(Rule::NoScratch)))
+}
+
+/// Code up to this length is first checked by [`quick_structural`] when only the
+/// structural rules apply (two bitmaps of 1 KiB each on the stack at most).
+const QUICK_LEN: usize = 8192;
+
+/// The structural rules in one sweep that keeps no instruction: every byte decodes (as
+/// in `run`), and the starts of instructions and the targets of jumps are marked in two
+/// bitmaps (`starts` and `targets`, zeroed, a word per 64 code bytes). Decides where
+/// that is enough: a sweep error, or `Ok` when every target is a start, no `int3` is
+/// there and the last instruction never falls through (so nothing can reach an `int3`
+/// or fall off the end, as in `run`). `None` otherwise (a jump into an instruction, an
+/// `int3`, a last instruction that falls through): the full check then finds the
+/// verdict and the offset it reports, as the full check alone would.
+fn quick_structural(code: &[u8], starts: &mut [u64], targets: &mut [u64]) -> Option<Result<(), Violation>> {
+    let mut at = 0;
+    let mut traps = false;
+    let mut last = Flow::Next;
+    while at < code.len() {
+        let mut insn = Insn::EMPTY;
+        let len = match decode::decode_into(code, at, &mut insn) {
+            Ok(len) => len,
+            Err(rule) => return Some(Err(Violation { offset: at, rule })),
+        };
+        let fail = |rule| Some(Err(Violation { offset: at, rule }));
+        match insn.flow {
+            Flow::Jump(t) | Flow::Branch(t) => {
+                if t < 0 || t as usize >= code.len() {
+                    return fail(Rule::JumpOutside);
+                }
+                let t = t as usize;
+                targets[t / 64] |= 1 << (t % 64);
+            }
+            Flow::Call(t) if t != 0 => return fail(Rule::CallTarget),
+            Flow::Trap => traps = true,
+            _ => {}
+        }
+        starts[at / 64] |= 1 << (at % 64);
+        last = insn.flow;
+        at += len as usize;
+    }
+    if traps || !matches!(last, Flow::Ret | Flow::Jump(_)) {
+        return None;
+    }
+    if targets.iter().zip(starts.iter()).any(|(&t, &s)| t & !s != 0) {
+        return None;
+    }
+    Some(Ok(()))
 }
 
 /// The check over scratch `nodes` and `states` (room for the instructions; `states`
