@@ -453,6 +453,21 @@ fn step(
     if insn.reads & Abi::ARG_REGS & !s.defined != 0 {
         return Err(Rule::ArgumentUndefined);
     }
+    if insn.mem.is_none() && insn.op == Op::Other && !matches!(insn.flow, Flow::Ret | Flow::Call(_)) {
+        // Most instructions: registers only, no value the rules follow. What the general
+        // path below does for them: every written GPR becomes "something else", and a
+        // write to rsp is an unknown change.
+        s.defined |= insn.writes;
+        if insn.writes & decode::gpr(RSP) != 0 {
+            return Err(Rule::StackUnknown);
+        }
+        let mut written = insn.writes & 0xffff;
+        while written != 0 {
+            s.regs[written.trailing_zeros() as usize & 15] = OTHER;
+            written &= written - 1;
+        }
+        return Ok(succ);
+    }
     // The memory operand, if the instruction touches memory. A ret reads the return
     // address itself, which the ret rule checks through rsp.
     let mut addr = None;
