@@ -5,8 +5,8 @@
 //! Invariant owned here: [`check`] returns `Ok` only if every rule of the module docs
 //! of `validate` holds on every path, for every instruction reached from offset 0.
 //!
-//! The abstract state at an instruction (one [`State`] per code byte, used where an
-//! instruction starts) says, for each GPR, whether it holds the caller's value of a
+//! The abstract state before an instruction (kept for the first instruction and each
+//! jump target, carried through fall-through otherwise) says, for each GPR, whether it holds the caller's value of a
 //! callee-saved register, an address at a known offset from the entry `rsp` (the
 //! address of the return address), or something else; which 8-byte frame slots just
 //! below the return address hold a caller's callee-saved value; and which registers are

@@ -22,7 +22,7 @@ use crate::sys;
 /// Code up to this length is first checked with scratch on the stack (it falls back to
 /// a mapping if it holds more than [`STACK_NODES`] instructions).
 pub(crate) const STACK_LEN: usize = 512;
-/// Instructions the stack scratch holds (a node of 72 bytes and a state of 52 each).
+/// Instructions the stack scratch holds (a node of 64 bytes and a state of 52 each).
 pub(crate) const STACK_NODES: usize = 128;
 
 /// A list of `T` written into uninitialised memory: no zeroing up front, so short code
