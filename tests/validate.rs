@@ -157,6 +157,36 @@ fn structural_skips_memory_and_abi_rules() {
     assert_eq!(structural(&[0x31, 0xc0]).unwrap_err().rule, Rule::FallsOffEnd);
 }
 
+/// `structural` first runs a sweep that keeps no instruction (code up to 8 KiB) and
+/// hands over to the full check where that is not enough: the verdicts and offsets must
+/// be the full check's, for short code, mid-size code and code past that sweep's limit
+/// (nops in front of each case move it).
+#[test]
+fn structural_verdicts_where_the_quick_sweep_hands_over() {
+    let cases: [(&[u8], Option<(usize, Rule)>); 9] = [
+        (&[0xc3], None),
+        (&[0xeb, 0xfe], None), // jmp to itself: the last instruction never falls through
+        (&[0x74, 0x01, 0x90, 0xc3], None), // je over a nop to the ret
+        (&[0xeb, 0x01, 0xb8, 0x01, 0x00, 0x00, 0x00, 0xc3], Some((0, Rule::JumpIntoInstruction))),
+        // Two jumps into the mov; the first in address order is reported, though the
+        // second's target comes first.
+        (&[0x74, 0x05, 0xeb, 0x01, 0xb8, 0x01, 0x00, 0x00, 0x00, 0xc3], Some((0, Rule::JumpIntoInstruction))),
+        (&[0xc3, 0xcc], None),                              // an int3 no path reaches
+        (&[0xcc, 0xc3], Some((0, Rule::Trap))),             // an int3 the entry reaches
+        (&[0xeb, 0x01, 0xc3, 0xcc], Some((3, Rule::Trap))), // jumped to
+        (&[0x90, 0x31, 0xc0], Some((1, Rule::FallsOffEnd))),
+    ];
+    for pad in [0, 600, 9000] {
+        for (case, want) in &cases {
+            let mut code = vec![0x90; pad];
+            code.extend_from_slice(case);
+            let got = structural(&code).map_err(|v| (v.offset, v.rule));
+            let want = want.map_or(Ok(()), |(offset, rule)| Err((pad + offset, rule)));
+            assert_eq!(got, want, "pad {pad}, case {case:02x?}");
+        }
+    }
+}
+
 // ---- Compiler idioms that must pass -----------------------------------------------
 
 fn accepts<F: wildx::validate::ValidSignature>(code: &[u8]) -> wildx::Code<F> {

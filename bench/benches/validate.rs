@@ -9,9 +9,45 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
 type U2 = extern "sysv64" fn(u64, u64) -> u64;
+type Check = fn(&[u8]) -> bool;
+
+fn ok<F: wildx::validate::ValidSignature>(code: &[u8]) -> bool {
+    wildx::validate::function::<F>(code).is_ok()
+}
+
+/// Each fixture function with the signature it implements (as in tests/validate.rs):
+/// what `compile` checks on its way to accepting it.
+fn own_signatures() -> Vec<(Vec<u8>, Check)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/validate");
+    let read = |name: &str| std::fs::read(format!("{dir}/{name}.bin")).unwrap();
+    type I = i64;
+    let list: [(&str, Check); 20] = [
+        ("add_i32.gcc", ok::<extern "sysv64" fn(i32, i32) -> i32>),
+        ("mul_add.gcc", ok::<extern "sysv64" fn(I, I, I) -> I>),
+        ("udiv.gcc", ok::<U2>),
+        ("sdiv.gcc", ok::<extern "sysv64" fn(I, I) -> I>),
+        ("sum_to.gcc", ok::<extern "sysv64" fn(u64) -> u64>),
+        ("collatz.gcc", ok::<extern "sysv64" fn(u64) -> u32>),
+        ("clamp.gcc", ok::<extern "sysv64" fn(i32, i32, i32) -> i32>),
+        ("max6.gcc", ok::<extern "sysv64" fn(I, I, I, I, I, I) -> I>),
+        ("lerp.gcc", ok::<extern "sysv64" fn(f64, f64, f64) -> f64>),
+        ("mixf.gcc", ok::<extern "sysv64" fn(f32, f32, i32) -> f32>),
+        ("poly.gcc", ok::<extern "sysv64" fn(f64, I) -> f64>),
+        ("f64_to_i64.gcc", ok::<extern "sysv64" fn(f64) -> I>),
+        ("popcount_loop.gcc", ok::<extern "sysv64" fn(u64) -> u64>),
+        ("r_add_i32.rustc", ok::<extern "sysv64" fn(i32, i32) -> i32>),
+        ("r_gcd.rustc", ok::<U2>),
+        ("r_sum_sq.rustc", ok::<extern "sysv64" fn(u32) -> u64>),
+        ("r_select.rustc", ok::<extern "sysv64" fn(I, I, I) -> I>),
+        ("r_hypot2.rustc", ok::<extern "sysv64" fn(f64, f64) -> f64>),
+        ("r_scale.rustc", ok::<extern "sysv64" fn(f32, i32) -> f32>),
+        ("r_mix.rustc", ok::<extern "sysv64" fn(u64, u64, u64, u64) -> u64>),
+    ];
+    list.iter().map(|&(name, check)| (read(name), check)).collect()
+}
 
 fn fixture() -> Vec<Vec<u8>> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/validate");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/validate");
     let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -38,6 +74,18 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for f in &funcs {
                 let _ = black_box(wildx::validate::function::<U2>(black_box(f)));
+            }
+        })
+    });
+    // The same bytes, each under its own signature: every check accepts, so the data-flow
+    // pass runs over every function (under `u64, u64` most are rejected early).
+    let own = own_signatures();
+    assert_eq!(own.iter().map(|(f, _)| f.len() as u64).sum::<u64>(), bytes);
+    assert!(own.iter().all(|(f, check)| check(f)));
+    g.bench_function("function_own_signature", |b| {
+        b.iter(|| {
+            for (f, check) in &own {
+                black_box(check(black_box(f)));
             }
         })
     });

@@ -122,9 +122,14 @@ enum Rm {
 
 /// The decoding cursor over one instruction.
 struct D<'a> {
+    /// The code up to 15 bytes from the instruction's start (the architectural limit):
+    /// the only bytes it may have.
     code: &'a [u8],
-    start: usize,
     pos: usize,
+    /// What running out of `code` means: [`Rule::Truncated`] where the code itself ends
+    /// there, [`Rule::Unknown`] where the instruction would be longer than 15 bytes (the
+    /// processor raises #UD).
+    end: Rule,
     /// Operand-size prefix `66`.
     p66: bool,
     /// `F2` / `F3` (only as mandatory SSE prefixes or in endbr64).
@@ -143,29 +148,46 @@ struct D<'a> {
 impl D<'_> {
     #[inline(always)]
     fn byte(&mut self) -> Result<u8, Rule> {
-        let v = *self.code.get(self.pos).ok_or(Rule::Truncated)?;
+        let v = *self.code.get(self.pos).ok_or(self.end)?;
         self.pos += 1;
-        if self.pos - self.start > 15 {
-            // Longer than the architectural limit: the processor raises #UD.
-            return Err(Rule::Unknown);
-        }
         Ok(v)
+    }
+
+    /// The next `N` bytes (one bounds check).
+    #[inline(always)]
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], Rule> {
+        let b = self.code.get(self.pos..self.pos + N).and_then(|b| <[u8; N]>::try_from(b).ok()).ok_or(self.end)?;
+        self.pos += N;
+        Ok(b)
     }
 
     #[inline(always)]
     fn imm(&mut self, size: u8) -> Result<i64, Rule> {
         Ok(match size {
             1 => self.byte()? as i8 as i64,
-            2 => i16::from_le_bytes([self.byte()?, self.byte()?]) as i64,
-            4 => i32::from_le_bytes([self.byte()?, self.byte()?, self.byte()?, self.byte()?]) as i64,
-            _ => {
-                let mut b = [0u8; 8];
-                for v in &mut b {
-                    *v = self.byte()?;
-                }
-                i64::from_le_bytes(b)
-            }
+            2 => i16::from_le_bytes(self.take()?) as i64,
+            4 => i32::from_le_bytes(self.take()?) as i64,
+            _ => i64::from_le_bytes(self.take()?),
         })
+    }
+
+    /// Skips an immediate of `size` bytes whose value nothing uses.
+    #[inline(always)]
+    fn skip(&mut self, size: u8) -> Result<(), Rule> {
+        let end = self.pos + size as usize;
+        if end > self.code.len() {
+            return Err(self.end);
+        }
+        self.pos = end;
+        Ok(())
+    }
+
+    /// A relative transfer's displacement of `size` bytes (its last field), as a target
+    /// offset from the start of the code.
+    #[inline(always)]
+    fn target(&mut self, size: u8) -> Result<i64, Rule> {
+        let rel = self.imm(size)?;
+        Ok(self.pos as i64 + rel)
     }
 
     /// Operand size of a `v`-sized operand: 8 with REX.W, 2 with `66`, else 4.
@@ -278,6 +300,18 @@ fn xbit(n: u8) -> u32 {
     xmm(n)
 }
 
+/// The legacy prefix bytes: `66 67 F0 F2 F3` and the segment overrides.
+const LEGACY_PREFIX: [bool; 256] = {
+    let mut t = [false; 256];
+    let bytes = [0x66, 0x67, 0xf0, 0xf2, 0xf3, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65];
+    let mut i = 0;
+    while i < bytes.len() {
+        t[bytes[i]] = true;
+        i += 1;
+    }
+    t
+};
+
 /// Decodes the instruction at `code[at..]`.
 ///
 /// # Errors
@@ -299,10 +333,11 @@ pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
 #[inline(always)]
 pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
     *o = Insn::EMPTY;
+    let limit = code.len().min(at.saturating_add(15));
     let mut d = D {
-        code,
-        start: at,
+        code: &code[..limit],
         pos: at,
+        end: if limit < code.len() { Rule::Unknown } else { Rule::Truncated },
         p66: false,
         f2: false,
         f3: false,
@@ -316,6 +351,9 @@ pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Ru
     // Legacy prefixes, then at most one REX directly before the opcode.
     let mut op = loop {
         let p = d.byte()?;
+        if !LEGACY_PREFIX[p as usize] {
+            break p;
+        }
         match p {
             0x66 => d.p66 = true,
             0xf2 if !d.f3 => d.f2 = true,
@@ -358,14 +396,6 @@ pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Ru
         one_byte(&mut d, o, op)?;
     }
     let len = (d.pos - at) as u8;
-    let end = d.pos as i64;
-    // Relative targets were recorded as displacements; make them offsets from the start.
-    o.flow = match o.flow {
-        Flow::Jump(rel) => Flow::Jump(end + rel),
-        Flow::Branch(rel) => Flow::Branch(end + rel),
-        Flow::Call(rel) => Flow::Call(end + rel),
-        f => f,
-    };
     o.len = len;
     Ok(len)
 }
@@ -408,14 +438,14 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
                     }
                 }
                 4 => {
-                    d.imm(1)?;
+                    d.skip(1)?;
                     o.reads |= gpr(RAX);
                     if writes_dst {
                         o.writes |= gpr(RAX);
                     }
                 }
                 _ => {
-                    d.imm(if v == 2 { 2 } else { 4 })?;
+                    d.skip(if v == 2 { 2 } else { 4 })?;
                     o.reads |= gpr(RAX);
                     if writes_dst {
                         o.writes |= gpr(RAX);
@@ -447,7 +477,7 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
         }
         // 68: push Iz / 6A: push Ib
         0x68 | 0x6a if !d.p66 => {
-            d.imm(if op == 0x68 { 4 } else { 1 })?;
+            d.skip(if op == 0x68 { 4 } else { 1 })?;
             o.reads |= gpr(RSP);
             o.writes |= gpr(RSP);
             o.op = Op::Push(NONE);
@@ -456,7 +486,7 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
         // 69: imul Gv, Ev, Iz / 6B: imul Gv, Ev, Ib
         0x69 | 0x6b => {
             let (reg, rm) = d.modrm(v, false)?;
-            d.imm(if op == 0x6b {
+            d.skip(if op == 0x6b {
                 1
             } else if v == 2 {
                 2
@@ -468,7 +498,7 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
         }
         // 70-7F: jcc rel8
         0x70..=0x7f => {
-            o.flow = Flow::Branch(d.imm(1)?);
+            o.flow = Flow::Branch(d.target(1)?);
         }
         // 80: grp1 Eb, Ib / 81: grp1 Ev, Iz / 83: grp1 Ev, Ib  (82 is invalid in 64-bit mode)
         0x80 | 0x81 | 0x83 => {
@@ -568,7 +598,7 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
         }
         // A8: test AL, Ib / A9: test rAX, Iz
         0xa8 | 0xa9 => {
-            d.imm(if op == 0xa8 {
+            d.skip(if op == 0xa8 {
                 1
             } else if v == 2 {
                 2
@@ -579,12 +609,12 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
         }
         // B0-B7: mov r8, Ib
         0xb0..=0xb7 => {
-            d.imm(1)?;
+            d.skip(1)?;
             o.writes |= gpr(d.reg8((op & 7) | d.b));
         }
         // B8-BF: mov r, Iv (movabs with REX.W)
         0xb8..=0xbf => {
-            d.imm(v)?;
+            d.skip(v)?;
             o.writes |= gpr((op & 7) | d.b);
         }
         // C0: grp2 Eb, Ib / C1: grp2 Ev, Ib / D0, D1: by 1 / D2, D3: by CL
@@ -593,7 +623,7 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
             let byte = op & 1 == 0;
             let (_, rm) = d.modrm(if byte { 1 } else { v }, byte)?;
             if op <= 0xc1 {
-                d.imm(1)?;
+                d.skip(1)?;
             }
             if op >= 0xd2 {
                 o.reads |= gpr(RCX);
@@ -614,7 +644,7 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
             if reg & 7 != 0 {
                 return Err(Rule::Unknown);
             }
-            d.imm(if byte {
+            d.skip(if byte {
                 1
             } else if v == 2 {
                 2
@@ -636,21 +666,21 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
         0xcc => o.flow = Flow::Trap,
         // E8: call rel32
         0xe8 if !d.p66 => {
-            o.flow = Flow::Call(d.imm(4)?);
+            o.flow = Flow::Call(d.target(4)?);
             o.reads |= gpr(RSP);
             o.writes |= gpr(RSP);
             o.mem = Some(stack_slot(true));
         }
         // E9: jmp rel32 / EB: jmp rel8
-        0xe9 if !d.p66 => o.flow = Flow::Jump(d.imm(4)?),
-        0xeb => o.flow = Flow::Jump(d.imm(1)?),
+        0xe9 if !d.p66 => o.flow = Flow::Jump(d.target(4)?),
+        0xeb => o.flow = Flow::Jump(d.target(1)?),
         // F6: grp3 Eb / F7: grp3 Ev (test, -, not, neg, mul, imul, div, idiv)
         0xf6 | 0xf7 => {
             let byte = op == 0xf6;
             let (reg, rm) = d.modrm(if byte { 1 } else { v }, byte)?;
             match reg & 7 {
                 0 => {
-                    d.imm(if byte {
+                    d.skip(if byte {
                         1
                     } else if v == 2 {
                         2
@@ -893,7 +923,7 @@ fn two_byte(d: &mut D, o: &mut Insn) -> Result<(), Rule> {
         }
         // 0F 80-8F: jcc rel32
         0x80..=0x8f if !d.p66 => {
-            o.flow = Flow::Branch(d.imm(4)?);
+            o.flow = Flow::Branch(d.target(4)?);
             Ok(())
         }
         // 0F 90-9F: setcc Eb
@@ -907,7 +937,7 @@ fn two_byte(d: &mut D, o: &mut Insn) -> Result<(), Rule> {
         0xa4 | 0xa5 | 0xac | 0xad => {
             let (reg, rm) = d.modrm(v, false)?;
             if op & 1 == 0 {
-                d.imm(1)?;
+                d.skip(1)?;
             } else {
                 o.reads |= gpr(RCX);
             }

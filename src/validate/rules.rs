@@ -5,8 +5,8 @@
 //! Invariant owned here: [`check`] returns `Ok` only if every rule of the module docs
 //! of `validate` holds on every path, for every instruction reached from offset 0.
 //!
-//! The abstract state at an instruction (one [`State`] per code byte, used where an
-//! instruction starts) says, for each GPR, whether it holds the caller's value of a
+//! The abstract state before an instruction (kept for the first instruction and each
+//! jump target, carried through fall-through otherwise) says, for each GPR, whether it holds the caller's value of a
 //! callee-saved register, an address at a known offset from the entry `rsp` (the
 //! address of the return address), or something else; which 8-byte frame slots just
 //! below the return address hold a caller's callee-saved value; and which registers are
@@ -25,6 +25,10 @@ use super::{FRAME_LIMIT, MAX_LEN, Rule, Violation};
 const REACHED: u8 = 2;
 /// Its state changed since it was last processed.
 const PENDING: u8 = 4;
+/// A `jmp`/`jcc` lands on it: its state is kept in its node and met there. Any other
+/// instruction but the first is reached only by falling through from the one before,
+/// whose output state is carried straight to it without being stored.
+const TARGET: u8 = 8;
 
 /// "Something else": no value the rules follow.
 const OTHER: i16 = i16::MAX;
@@ -89,18 +93,19 @@ impl State {
     }
 }
 
-/// One instruction: decoded once by the sweep, then read by the data-flow pass, which
-/// keeps the state before it here.
+/// One instruction: decoded once by the sweep, then read by the data-flow pass.
 #[derive(Clone, Copy)]
 pub(crate) struct Node {
     insn: Insn,
-    state: State,
     /// Its offset in the code.
     at: u32,
     /// For a `jmp`/`jcc`: the target's offset after the sweep, its instruction index
     /// after the boundary check.
     target: u32,
-    /// [`REACHED`], [`PENDING`].
+    /// For the first instruction and [`TARGET`]s: the index of the state kept for it
+    /// (the state before it, met over the paths that reach it).
+    slot: u32,
+    /// [`REACHED`], [`PENDING`], [`TARGET`].
     flags: u8,
 }
 
@@ -113,13 +118,29 @@ pub(crate) fn check(code: &[u8], abi: Option<Abi>) -> Result<(), Violation> {
     if code.len() > MAX_LEN {
         return Err(at0(Rule::TooLarge));
     }
+    if abi.is_none() && code.len() <= QUICK_LEN {
+        // Two bitmaps on the stack, zeroed only as far as the code needs.
+        let words = code.len().div_ceil(64);
+        let verdict = if code.len() <= STACK_LEN {
+            let (mut starts, mut targets) = ([0u64; STACK_LEN / 64], [0u64; STACK_LEN / 64]);
+            quick_structural(code, &mut starts[..words], &mut targets[..words])
+        } else {
+            let (mut starts, mut targets) = ([0u64; QUICK_LEN / 64], [0u64; QUICK_LEN / 64]);
+            quick_structural(code, &mut starts[..words], &mut targets[..words])
+        };
+        if let Some(result) = verdict {
+            return result;
+        }
+    }
     if code.len() <= STACK_LEN {
         // Nothing here is zeroed but the start bitmap (8 words): short code pays only
         // for its instructions.
         let mut nodes = [const { MaybeUninit::<Node>::uninit() }; STACK_NODES];
+        let mut states = [const { MaybeUninit::<State>::uninit() }; STACK_NODES];
         let mut starts = [0u64; STACK_LEN / 64];
         let mut ranks = [0u32; STACK_LEN / 64];
-        if let Some(result) = run(code, abi, &mut nodes, &mut starts, &mut ranks) {
+        let words = code.len().div_ceil(64);
+        if let Some(result) = run(code, abi, &mut nodes, &mut states, &mut starts[..words], &mut ranks[..words]) {
             return result;
         }
         // More instructions than the stack holds: start again with a mapping. The sweep
@@ -127,17 +148,67 @@ pub(crate) fn check(code: &[u8], abi: Option<Abi>) -> Result<(), Violation> {
         // lost.
     }
     let mut mapped = Mapped::new(code.len()).ok_or(at0(Rule::NoScratch))?;
-    let (nodes, starts, ranks) = mapped.parts();
-    // A mapping has room for one node per code byte: it never runs out.
-    run(code, abi, nodes, starts, ranks).unwrap_or(Err(at0(Rule::NoScratch)))
+    let (nodes, states, starts, ranks) = mapped.parts();
+    // A mapping has room for one node and one state per code byte: it never runs out.
+    run(code, abi, nodes, states, starts, ranks).unwrap_or(Err(at0(Rule::NoScratch)))
 }
 
-/// The check over scratch `nodes` (room for the instructions) and zeroed `starts` and
-/// `ranks` (one each per 64 code bytes). `None` if `nodes` is too short.
+/// Code up to this length is first checked by [`quick_structural`] when only the
+/// structural rules apply (two bitmaps of 1 KiB each on the stack at most).
+const QUICK_LEN: usize = 8192;
+
+/// The structural rules in one sweep that keeps no instruction: every byte decodes (as
+/// in `run`), and the starts of instructions and the targets of jumps are marked in two
+/// bitmaps (`starts` and `targets`, zeroed, a word per 64 code bytes). Decides where
+/// that is enough: a sweep error, or `Ok` when every target is a start, no `int3` is
+/// there and the last instruction never falls through (so nothing can reach an `int3`
+/// or fall off the end, as in `run`). `None` otherwise (a jump into an instruction, an
+/// `int3`, a last instruction that falls through): the full check then finds the
+/// verdict and the offset it reports, as the full check alone would.
+fn quick_structural(code: &[u8], starts: &mut [u64], targets: &mut [u64]) -> Option<Result<(), Violation>> {
+    let mut at = 0;
+    let mut traps = false;
+    let mut last = Flow::Next;
+    while at < code.len() {
+        let mut insn = Insn::EMPTY;
+        let len = match decode::decode_into(code, at, &mut insn) {
+            Ok(len) => len,
+            Err(rule) => return Some(Err(Violation { offset: at, rule })),
+        };
+        let fail = |rule| Some(Err(Violation { offset: at, rule }));
+        match insn.flow {
+            Flow::Jump(t) | Flow::Branch(t) => {
+                if t < 0 || t as usize >= code.len() {
+                    return fail(Rule::JumpOutside);
+                }
+                let t = t as usize;
+                targets[t / 64] |= 1 << (t % 64);
+            }
+            Flow::Call(t) if t != 0 => return fail(Rule::CallTarget),
+            Flow::Trap => traps = true,
+            _ => {}
+        }
+        starts[at / 64] |= 1 << (at % 64);
+        last = insn.flow;
+        at += len as usize;
+    }
+    if traps || !matches!(last, Flow::Ret | Flow::Jump(_)) {
+        return None;
+    }
+    if targets.iter().zip(starts.iter()).any(|(&t, &s)| t & !s != 0) {
+        return None;
+    }
+    Some(Ok(()))
+}
+
+/// The check over scratch `nodes` and `states` (room for the instructions; `states`
+/// at least as long as `nodes`) and zeroed `starts` and `ranks` (one each per 64 code
+/// bytes). `None` if `nodes` is too short.
 fn run(
     code: &[u8],
     abi: Option<Abi>,
     nodes: &mut [MaybeUninit<Node>],
+    states: &mut [MaybeUninit<State>],
     starts: &mut [u64],
     ranks: &mut [u32],
 ) -> Option<Result<(), Violation>> {
@@ -147,8 +218,9 @@ fn run(
     let mut list = Buf::new(nodes);
     let mut at = 0;
     let mut targets = false;
+    let mut traps = false;
     while at < code.len() {
-        if !list.push(Node { insn: Insn::EMPTY, state: State::ZERO, at: at as u32, target: 0, flags: 0 }) {
+        if !list.push(Node { insn: Insn::EMPTY, at: at as u32, target: 0, slot: 0, flags: 0 }) {
             return None;
         }
         // Decoded straight into its node: no copy of the result.
@@ -167,13 +239,35 @@ fn run(
                 targets = true;
             }
             Flow::Call(t) if t != 0 => return fail(Rule::CallTarget),
+            Flow::Trap => traps = true,
             _ => {}
         }
         starts[at / 64] |= 1 << (at % 64);
         at += len as usize;
     }
     let nodes = list.into_slice();
-    Some(flow(code, abi, nodes, starts, ranks, targets))
+    // Without the ABI rules, what follows the boundary check can fail only by reaching
+    // an int3 or by falling through past the last instruction: with no int3 and a last
+    // instruction that never falls through, it cannot, and is skipped.
+    let reach = abi.is_some() || traps || !matches!(nodes.last().map(|n| n.insn.flow), Some(Flow::Ret | Flow::Jump(_)));
+    if !reach {
+        return Some(boundaries(nodes, starts));
+    }
+    Some(flow(code, abi, nodes, states, starts, ranks, targets))
+}
+
+/// Step 2 alone (see `flow`): every jump lands on an instruction start; the first one
+/// in address order that does not is reported.
+fn boundaries(nodes: &[Node], starts: &[u64]) -> Result<(), Violation> {
+    for node in nodes {
+        if let Flow::Jump(_) | Flow::Branch(_) = node.insn.flow {
+            let t = node.target as usize;
+            if starts[t / 64] >> (t % 64) & 1 == 0 {
+                return Err(Violation { offset: node.at as usize, rule: Rule::JumpIntoInstruction });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Steps 2 and 3 over the swept instructions (`targets`: some are `jmp`/`jcc`).
@@ -181,10 +275,13 @@ fn flow(
     code: &[u8],
     abi: Option<Abi>,
     nodes: &mut [Node],
+    states: &mut [MaybeUninit<State>],
     starts: &[u64],
     ranks: &mut [u32],
     targets: bool,
 ) -> Result<(), Violation> {
+    // Slot 0 is the first instruction's.
+    let mut kept = 1;
     // 2. Every jump lands on an instruction start (the first one in address order that
     //    does not is reported); its target becomes an instruction index: the number of
     //    starts before it.
@@ -194,22 +291,29 @@ fn flow(
             *rank = count;
             count += word.count_ones();
         }
-        for node in nodes.iter_mut() {
-            if let Flow::Jump(_) | Flow::Branch(_) = node.insn.flow {
-                let t = node.target as usize;
+        for i in 0..nodes.len() {
+            if let Flow::Jump(_) | Flow::Branch(_) = nodes[i].insn.flow {
+                let t = nodes[i].target as usize;
                 let word = starts[t / 64];
                 if word >> (t % 64) & 1 == 0 {
-                    return Err(Violation { offset: node.at as usize, rule: Rule::JumpIntoInstruction });
+                    return Err(Violation { offset: nodes[i].at as usize, rule: Rule::JumpIntoInstruction });
                 }
-                node.target = ranks[t / 64] + (word & ((1 << (t % 64)) - 1)).count_ones();
+                let t = ranks[t / 64] + (word & ((1 << (t % 64)) - 1)).count_ones();
+                nodes[i].target = t;
+                let node = &mut nodes[t as usize];
+                if node.flags & TARGET == 0 && t != 0 {
+                    node.slot = kept;
+                    kept += 1;
+                }
+                node.flags |= TARGET;
             }
         }
     }
     // 3. Data flow from the entry over reachable instructions, in address order,
     //    rescanning from the lowest state that a backward edge changed.
     let n = nodes.len();
-    nodes[0].state = State::entry(abi);
-    nodes[0].flags = REACHED | PENDING;
+    nodes[0].slot = 0;
+    nodes[0].flags |= REACHED | PENDING;
     let mut from = Some(0);
     if abi.is_none() {
         // Without the ABI rules `step` leaves every state as the entry state, so no meet
@@ -245,40 +349,80 @@ fn flow(
         }
         return Ok(());
     }
+    // The kept states: the first instruction's and the jump targets' (distinct
+    // instructions, so no more than `nodes.len() <= states.len()`).
+    let mut list = Buf::new(states);
+    list.push(State::entry(abi));
+    for _ in 1..kept {
+        list.push(State::ZERO);
+    }
+    let states = list.into_slice();
+    // The state being followed. When an instruction falls through to one that is not a
+    // jump target (`carried`), that one has no other predecessor and its state is
+    // exactly this output: it is used in place, never stored (the meet a stored state
+    // would go through changes nothing, as `step` only ever lowers its output when its
+    // input is lowered).
+    let mut s = State::ZERO;
     while let Some(start) = from.take() {
+        let mut carried = false;
         for i in start..n {
             if nodes[i].flags & PENDING == 0 {
+                carried = false;
                 continue;
             }
-            let node = &nodes[i];
-            let (insn, mut s, at, target) = (node.insn, node.state, node.at as usize, node.target as usize);
             nodes[i].flags &= !PENDING;
+            if !carried {
+                debug_assert!(i == 0 || nodes[i].flags & TARGET != 0);
+                s = states[nodes[i].slot as usize];
+            }
+            let node = &nodes[i];
+            let at = node.at as usize;
             let fail = |rule| Violation { offset: at, rule };
-            let (a, b) = step(code, abi, &insn, at, i, target, &mut s).map_err(fail)?;
+            let (a, b) = step(code, abi, &node.insn, at, i, node.target as usize, &mut s).map_err(fail)?;
             // The successors in order: the fall-through first, then a jcc's target.
-            for t in [a, b] {
-                let Some(t) = t else { break };
-                if t >= n {
-                    return Err(fail(Rule::FallsOffEnd));
-                }
-                let node = &mut nodes[t];
-                let changed = if node.flags & REACHED == 0 {
-                    node.state = s;
-                    node.flags |= REACHED;
-                    true
-                } else {
-                    node.state.meet(&s).map_err(fail)?
-                };
-                if changed {
-                    node.flags |= PENDING;
-                    if t <= i {
-                        from = Some(from.map_or(t, |f: usize| f.min(t)));
-                    }
+            carried = false;
+            if let Some(a) = a {
+                carried = enter(nodes, states, &s, i, a, &mut from).map_err(fail)?;
+                if let Some(b) = b {
+                    enter(nodes, states, &s, i, b, &mut from).map_err(fail)?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Enters state `s` from instruction `i` into its successor `t` (`nodes.len()`: off the
+/// end); whether `t` follows `i` and takes `s` in place (see `flow`).
+#[inline(always)]
+fn enter(
+    nodes: &mut [Node],
+    states: &mut [State],
+    s: &State,
+    i: usize,
+    t: usize,
+    from: &mut Option<usize>,
+) -> Result<bool, Rule> {
+    let Some(node) = nodes.get_mut(t) else { return Err(Rule::FallsOffEnd) };
+    if t == i + 1 && node.flags & TARGET == 0 {
+        node.flags |= REACHED | PENDING;
+        return Ok(true);
+    }
+    let state = &mut states[node.slot as usize];
+    let changed = if node.flags & REACHED == 0 {
+        *state = *s;
+        node.flags |= REACHED;
+        true
+    } else {
+        state.meet(s)?
+    };
+    if changed {
+        node.flags |= PENDING;
+        if t <= i {
+            *from = Some(from.map_or(t, |f: usize| f.min(t)));
+        }
+    }
+    Ok(false)
 }
 
 /// Applies instruction `i` (at offset `at`; a `jmp`/`jcc` to instruction `target`) to
@@ -308,6 +452,21 @@ fn step(
     // Argument registers F leaves undefined may not be read before they are written.
     if insn.reads & Abi::ARG_REGS & !s.defined != 0 {
         return Err(Rule::ArgumentUndefined);
+    }
+    if insn.mem.is_none() && insn.op == Op::Other && !matches!(insn.flow, Flow::Ret | Flow::Call(_)) {
+        // Most instructions: registers only, no value the rules follow. What the general
+        // path below does for them: every written GPR becomes "something else", and a
+        // write to rsp is an unknown change.
+        s.defined |= insn.writes;
+        if insn.writes & decode::gpr(RSP) != 0 {
+            return Err(Rule::StackUnknown);
+        }
+        let mut written = insn.writes & 0xffff;
+        while written != 0 {
+            s.regs[written.trailing_zeros() as usize & 15] = OTHER;
+            written &= written - 1;
+        }
+        return Ok(succ);
     }
     // The memory operand, if the instruction touches memory. A ret reads the return
     // address itself, which the ret rule checks through rsp.

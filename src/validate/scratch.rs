@@ -16,13 +16,13 @@ use core::mem::MaybeUninit;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use super::rules::Node;
+use super::rules::{Node, State};
 use crate::sys;
 
 /// Code up to this length is first checked with scratch on the stack (it falls back to
 /// a mapping if it holds more than [`STACK_NODES`] instructions).
 pub(crate) const STACK_LEN: usize = 512;
-/// Instructions the stack scratch holds (112 bytes each).
+/// Instructions the stack scratch holds (a node of 64 bytes and a state of 52 each).
 pub(crate) const STACK_NODES: usize = 128;
 
 /// A list of `T` written into uninitialised memory: no zeroing up front, so short code
@@ -88,12 +88,14 @@ static KEPT: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
 /// Bytes before the nodes: the mapping's size.
 const HEADER: usize = 8;
 
-/// A mapping holding room for `len` nodes, then `len / 64` (rounded up) bitmap words and
-/// as many ranks, zeroed.
+/// A mapping holding room for `len` nodes and `len` states, then `len / 64` (rounded
+/// up) bitmap words and as many ranks, zeroed.
 pub(crate) struct Mapped {
     ptr: NonNull<u8>,
     /// Code bytes it is laid out for.
     len: usize,
+    /// Byte offset of the states (8-aligned).
+    states_at: usize,
     /// Byte offset of the bitmap words (8-aligned).
     words_at: usize,
     /// Size of the whole mapping (at least what `len` needs; more if reused).
@@ -105,20 +107,21 @@ impl Mapped {
     /// enough, else a new one. Syscalls: none when the kept mapping fits; else `mmap`
     /// (and `munmap` of a kept mapping that is too small).
     pub(crate) fn new(len: usize) -> Option<Mapped> {
-        const { assert!(align_of::<Node>() <= 8) };
+        const { assert!(align_of::<Node>() <= 8 && align_of::<State>() <= 8) };
         let words = len.div_ceil(64);
-        let words_at = len.checked_mul(size_of::<Node>())?.checked_add(HEADER)?.next_multiple_of(8);
+        let states_at = len.checked_mul(size_of::<Node>())?.checked_add(HEADER)?.next_multiple_of(8);
+        let words_at = len.checked_mul(size_of::<State>())?.checked_add(states_at)?.next_multiple_of(8);
         let needed = words_at.checked_add(words.checked_mul(12)?)?;
         if let Some(kept) = NonNull::new(KEPT.swap(ptr::null_mut(), Ordering::Acquire)) {
             // SAFETY: a pointer in KEPT is a live read-write mapping whose first 8 bytes
             // hold its size, written before it was published with Release (paired with
             // the Acquire above); the swap made this check its only user.
             let size = unsafe { kept.cast::<usize>().read() };
-            let mut mapped = Mapped { ptr: kept, len, words_at, bytes: size };
+            let mut mapped = Mapped { ptr: kept, len, states_at, words_at, bytes: size };
             if size >= needed {
                 // Nodes need no zeroing (written before they are read); the bitmap and
                 // ranks do.
-                let (_, starts, ranks) = mapped.parts();
+                let (_, _, starts, ranks) = mapped.parts();
                 starts.fill(0);
                 ranks.fill(0);
                 return Some(mapped);
@@ -130,26 +133,30 @@ impl Mapped {
         // SAFETY: `ptr` is a fresh, page-aligned read-write mapping of `needed >= 8`
         // bytes owned by this function.
         unsafe { ptr.cast::<usize>().write(needed) };
-        Some(Mapped { ptr, len, words_at, bytes: needed })
+        Some(Mapped { ptr, len, states_at, words_at, bytes: needed })
     }
 
-    /// Room for the nodes, the bitmap words and the ranks.
-    pub(crate) fn parts(&mut self) -> (&mut [MaybeUninit<Node>], &mut [u64], &mut [u32]) {
+    /// Room for the nodes, the states, the bitmap words and the ranks.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn parts(&mut self) -> (&mut [MaybeUninit<Node>], &mut [MaybeUninit<State>], &mut [u64], &mut [u32]) {
         let words = self.len.div_ceil(64);
         let base = self.ptr.as_ptr();
         // SAFETY: the mapping is `bytes >= words_at + 12 * words` bytes of page-aligned
         // read-write memory owned by `self` until drop (a fresh mapping is zeroed; a
-        // kept one had its words and ranks zeroed by `new`). The three views are
+        // kept one had its words and ranks zeroed by `new`). The four views are
         // disjoint and after the 8-byte header: nodes in
-        // `[HEADER, HEADER + len * size_of::<Node>()) ⊆ [HEADER, words_at)`, words in
-        // `[words_at, words_at + 8 * words)`, ranks after them; each start is aligned
-        // for its type (page-aligned base; `HEADER` and `words_at` multiples of 8, and
-        // `Node`'s alignment at most 8). Any bytes are a valid `MaybeUninit<Node>`, and
-        // any bytes valid `u64`/`u32`. `&mut self` makes the views unique for their
+        // `[HEADER, HEADER + len * size_of::<Node>()) ⊆ [HEADER, states_at)`, states in
+        // `[states_at, states_at + len * size_of::<State>()) ⊆ [states_at, words_at)`,
+        // words in `[words_at, words_at + 8 * words)`, ranks after them; each start is
+        // aligned for its type (page-aligned base; `HEADER`, `states_at` and `words_at`
+        // multiples of 8, and `Node`'s and `State`'s alignments at most 8). Any bytes are
+        // a valid `MaybeUninit<Node>` or `MaybeUninit<State>`, and any bytes valid
+        // `u64`/`u32`. `&mut self` makes the views unique for their
         // lifetime.
         unsafe {
             (
                 core::slice::from_raw_parts_mut(base.add(HEADER).cast::<MaybeUninit<Node>>(), self.len),
+                core::slice::from_raw_parts_mut(base.add(self.states_at).cast::<MaybeUninit<State>>(), self.len),
                 core::slice::from_raw_parts_mut(base.add(self.words_at).cast::<u64>(), words),
                 core::slice::from_raw_parts_mut(base.add(self.words_at + 8 * words).cast::<u32>(), words),
             )
