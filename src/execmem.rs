@@ -258,10 +258,10 @@ fn open_file() -> Result<i32, Errno> {
         let offset = page.as_ptr() as u64;
         // SAFETY: `page` is a fresh mapping only this function knows; it is replaced twice
         // and unmapped, never read or written.
-        let result = unsafe {
-            sys::mmap_shared_fixed(page, sys::PAGE_SIZE, PROT_READ | PROT_WRITE, fd, offset)
-                .and_then(|()| sys::mmap_shared_fixed(page, sys::PAGE_SIZE, PROT_READ | PROT_EXEC, fd, offset))
-        };
+        let writable = unsafe { sys::mmap_shared_fixed(page, sys::PAGE_SIZE, PROT_READ | PROT_WRITE, fd, offset) };
+        // SAFETY: as above: the writable view just made, never written, replaced.
+        let result = writable
+            .and_then(|()| unsafe { sys::mmap_shared_fixed(page, sys::PAGE_SIZE, PROT_READ | PROT_EXEC, fd, offset) });
         // SAFETY: as above.
         let _ = unsafe { sys::munmap(page, sys::PAGE_SIZE) };
         result
