@@ -163,7 +163,8 @@ fn structural_skips_memory_and_abi_rules() {
 /// (nops in front of each case move it).
 #[test]
 fn structural_verdicts_where_the_quick_sweep_hands_over() {
-    let cases: [(&[u8], Option<(usize, Rule)>); 9] = [
+    type Case<'a> = (&'a [u8], Option<(usize, Rule)>);
+    let cases: [Case; 9] = [
         (&[0xc3], None),
         (&[0xeb, 0xfe], None), // jmp to itself: the last instruction never falls through
         (&[0x74, 0x01, 0x90, 0xc3], None), // je over a nop to the ret
