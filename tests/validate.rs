@@ -163,7 +163,6 @@ fn structural_skips_memory_and_abi_rules() {
 /// (nops in front of each case move it).
 #[test]
 fn structural_verdicts_where_the_quick_sweep_hands_over() {
-    /// Code, and where and why it is rejected (`None`: accepted).
     type Case<'a> = (&'a [u8], Option<(usize, Rule)>);
     let cases: [Case; 9] = [
         (&[0xc3], None),

@@ -154,10 +154,11 @@ impl fmt::Display for Violation {
 /// [`crate::Page::seal`] that legitimately touches memory: it proves the bytes cannot
 /// escape their own control flow or enter the kernel, not that they are safe to call.
 ///
-/// Syscalls: none for code up to 8 KiB whose last instruction is a `ret` or `jmp` and
-/// that holds no `int3` (a first sweep then decides with two bitmaps on the stack, at
-/// most 2 KiB), nor for code up to 512 bytes and 128 instructions (scratch on the stack,
-/// about 15 KiB). Longer code uses a scratch mapping (116 bytes per code byte, touched
+/// Syscalls: none for code up to 8 KiB that a first sweep decides with two bitmaps on
+/// the stack (at most 2 KiB): code that breaks a decoding or jump-range rule, or whose
+/// jumps all land on instruction starts, that holds no `int3` and whose last instruction
+/// is a `ret` or `jmp`; none either for code up to 512 bytes and 128 instructions
+/// (scratch on the stack, about 15 KiB). Longer code uses a scratch mapping (116 bytes per code byte, touched
 /// only per instruction); one mapping of up to 1 MiB (code up to about 9 KiB) is kept
 /// process-wide for the next check, so only the first such check, or one that needs a
 /// larger mapping, makes an `mmap` (and `munmap`).
