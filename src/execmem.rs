@@ -564,6 +564,8 @@ pub(crate) unsafe fn release(addr: NonNull<u8>, len: usize, backing: Backing) ->
 /// # Errors
 /// `ENOMEM` at the map-count limit.
 pub(crate) unsafe fn unreserve(addr: NonNull<u8>, len: usize, committed: usize, backing: Backing) -> Result<(), Errno> {
+    #[cfg(not(feature = "memfd"))]
+    let _ = (committed, backing);
     #[cfg(feature = "memfd")]
     if let Backing::Memfd(fd) = backing {
         if committed > 0 {

@@ -153,6 +153,7 @@ fn lock_arenas(reg: &crate::registry::Registry) -> bool {
     true
 }
 
+#[cfg(feature = "memfd")]
 /// In a forked child in memfd mode (see `crate::execmem`): forgets every page of the
 /// parent (none is mapped here: views of the file are not inherited), plugging their
 /// addresses, and plugs the arenas' views the same way (the arenas themselves refuse
@@ -166,6 +167,7 @@ pub(crate) fn forget_inherited() {
     }
 }
 
+#[cfg(feature = "memfd")]
 /// Maps an inaccessible stand-in at `[addr, addr + len)` where a view of the parent's
 /// file was not inherited, so nothing else lands there and a stale call faults. Leaves
 /// alone anything mapped there already.

@@ -171,6 +171,7 @@ pub(crate) fn map(len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
     sys::mmap_anonymous(len, prot)
 }
 
+#[cfg(feature = "memfd")]
 /// Maps `len` bytes (whole pages) of the file `fd`, shared, with protection `prot`
 /// (never W|X), at a randomized address as [`map`] places anonymous pages, always at the
 /// file offset equal to the address (see `crate::execmem`). Never replaces a mapping
@@ -198,6 +199,7 @@ pub(crate) fn map_file(len: usize, prot: u32, fd: i32) -> Result<NonNull<u8>, Er
     remap_at_own_offset(ptr, len, prot, fd)
 }
 
+#[cfg(feature = "memfd")]
 /// Replaces the fresh mapping `[ptr, ptr + len)` by a view of `fd` at offset `ptr`.
 fn remap_at_own_offset(ptr: NonNull<u8>, len: usize, prot: u32, fd: i32) -> Result<NonNull<u8>, Errno> {
     // SAFETY: `ptr` is a mapping this module has just made and nobody else knows.

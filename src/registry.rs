@@ -380,6 +380,7 @@ impl Registry {
         }
     }
 
+    #[cfg(feature = "memfd")]
     /// Forgets every page (the child of a `fork` in memfd mode, where none of them is
     /// mapped: see `crate::execmem`), calling `gone(addr, mapped_len)` for each.
     pub(crate) fn forget_all_pages(&mut self, mut gone: impl FnMut(usize, usize)) {

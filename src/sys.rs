@@ -669,20 +669,26 @@ pub unsafe fn mremap(addr: NonNull<u8>, old_len: usize, new_len: usize) -> Resul
 
 // ---- the memfd fallback (crate::execmem) ----
 
+#[cfg(feature = "memfd")]
 /// `MAP_SHARED`: writes go to the underlying file and every mapping of it sees them.
 pub(crate) const MAP_SHARED: u32 = 0x01;
+#[cfg(feature = "memfd")]
 /// `MFD_CLOEXEC`: the memfd is closed on `execve`.
 pub(crate) const MFD_CLOEXEC: u32 = 0x1;
+#[cfg(feature = "memfd")]
 /// `MFD_EXEC` (Linux 6.3+): the memfd may be mapped executable even where
 /// `vm.memfd_noexec` asks new memfds to be non-executable by default. Older kernels
 /// refuse the unknown flag with `EINVAL`.
 pub(crate) const MFD_EXEC: u32 = 0x10;
+#[cfg(feature = "memfd")]
 /// `MADV_DONTFORK`: a child made by `fork` does not inherit the range.
 pub(crate) const MADV_DONTFORK: u32 = 10;
+#[cfg(feature = "memfd")]
 /// `FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE`: free a file range's memory, keep the
 /// file's size; the range reads back as zero.
 const FALLOC_PUNCH_HOLE: u32 = 0x01 | 0x02;
 
+#[cfg(feature = "memfd")]
 /// Creates an anonymous memory file named `name` (NUL-terminated; shown as
 /// `/memfd:<name> (deleted)` in `/proc/<pid>/maps`) with `flags`; returns its descriptor.
 ///
@@ -700,6 +706,7 @@ pub(crate) fn memfd_create(name: &'static [u8], flags: u32) -> Result<i32, Errno
     check(ret).map(|fd| fd as i32)
 }
 
+#[cfg(feature = "memfd")]
 /// Sets the size of the file open at `fd` (`ftruncate`). A memfd grown this way is
 /// sparse: no memory until a page is touched.
 ///
@@ -713,6 +720,7 @@ pub(crate) fn ftruncate(fd: i32, len: u64) -> Result<(), Errno> {
     check(ret).map(drop)
 }
 
+#[cfg(feature = "memfd")]
 /// Frees the memory of the file range `[offset, offset + len)` of `fd`
 /// (`fallocate(PUNCH_HOLE | KEEP_SIZE)`); the range reads back as zero afterwards.
 ///
@@ -729,6 +737,7 @@ pub(crate) unsafe fn punch_hole(fd: i32, offset: u64, len: usize) -> Result<(), 
     check(ret).map(drop)
 }
 
+#[cfg(feature = "memfd")]
 /// Maps `len` bytes of the file open at `fd`, from byte `offset`, shared, with protection
 /// `prot` (never W|X), at exactly `addr` if nothing is mapped in `[addr, addr + len)`
 /// (`MAP_SHARED | MAP_FIXED_NOREPLACE`). Returns where the mapping is: on kernels before
@@ -764,6 +773,7 @@ pub(crate) fn mmap_shared_noreplace(
     NonNull::new(got as *mut u8).ok_or(Errno::ENOMEM)
 }
 
+#[cfg(feature = "memfd")]
 /// Replaces `[addr, addr + len)` by a shared mapping of the file open at `fd` from byte
 /// `offset`, with protection `prot` (never W|X), in one `mmap` with `MAP_FIXED`: the
 /// address stays, and whatever was mapped there is gone.
@@ -804,6 +814,7 @@ pub(crate) fn sched_yield() {
     let _ = unsafe { syscalls::syscall0(Sysno::sched_yield) };
 }
 
+#[cfg(feature = "memfd")]
 /// Marks `[addr, addr + len)` not to be inherited by a child of `fork`
 /// (`madvise(MADV_DONTFORK)`). Changes nothing in this process.
 ///

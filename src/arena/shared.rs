@@ -569,6 +569,7 @@ impl Shared {
         Ok(())
     }
 
+    #[cfg(feature = "memfd")]
     /// In a forked child (memfd mode), where the arena's views of the parent's file were
     /// not inherited: plugs their addresses with inaccessible mappings so nothing else
     /// lands there and a stale call faults. Does nothing if the table is locked (a
