@@ -26,7 +26,7 @@
 
 #![allow(unsafe_code)]
 
-use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicI32, Ordering};
 
 use crate::page;
 use crate::registry::REGISTRY;
@@ -83,11 +83,8 @@ pub extern "C" fn atfork_parent() {
     unsafe {
         crate::jit::orphans_unlock_after_fork();
         for span in REGISTRY.data_unguarded().arenas() {
-            if HELD_BY_EMITTER.load(Ordering::Relaxed) != span.shared.as_ptr() as usize {
-                span.shared.as_ref().unlock_after_fork();
-            }
+            span.shared.as_ref().release_after_fork(false);
         }
-        HELD_BY_EMITTER.store(0, Ordering::Relaxed);
         REGISTRY.unlock_exclusive_unguarded();
     }
 }
@@ -109,12 +106,9 @@ pub extern "C" fn atfork_child() {
         REGISTRY.reset_in_child();
         crate::jit::orphans_reset_in_child();
         for span in REGISTRY.write().arenas() {
-            if HELD_BY_EMITTER.load(Ordering::Relaxed) != span.shared.as_ptr() as usize {
-                span.shared.as_ref().reset_lock_in_child();
-            }
+            span.shared.as_ref().release_after_fork(true);
         }
     }
-    HELD_BY_EMITTER.store(0, Ordering::Relaxed);
     page::reset_sleepers_in_child();
     // A sequence of its own: the child must not place pages where the parent will.
     crate::placement::reseed();
@@ -122,32 +116,18 @@ pub extern "C" fn atfork_child() {
     crate::execmem::settle_fork();
 }
 
-/// The arena (its state's address) whose table the forking thread held already, inside
-/// its own `push_with` closure, or 0: `atfork_prepare` did not take it, so the hooks
-/// leave it to that closure.
-static HELD_BY_EMITTER: AtomicUsize = AtomicUsize::new(0);
-
 /// Tries to lock every arena's table for the fork, holding the registry; on a busy one,
-/// unlocks those taken and returns `false`.
+/// releases those taken and returns `false`.
 fn lock_arenas(reg: &crate::registry::Registry) -> bool {
     let spans = reg.arenas();
     for (i, span) in spans.iter().enumerate() {
         // SAFETY: a registered arena's state is live while the registry is held.
-        let shared = unsafe { span.shared.as_ref() };
-        match shared.try_lock_for_fork() {
-            Some(Some(guard)) => core::mem::forget(guard),
-            // Relaxed: read back by this thread (parent) or its copy (child).
-            Some(None) => HELD_BY_EMITTER.store(span.shared.as_ptr() as usize, Ordering::Relaxed),
-            None => {
-                for taken in &spans[..i] {
-                    if HELD_BY_EMITTER.load(Ordering::Relaxed) != taken.shared.as_ptr() as usize {
-                        // SAFETY: locked above by this thread, guard forgotten.
-                        unsafe { taken.shared.as_ref().unlock_after_fork() };
-                    }
-                }
-                HELD_BY_EMITTER.store(0, Ordering::Relaxed);
-                return false;
+        if !unsafe { span.shared.as_ref() }.lock_for_fork() {
+            for taken in &spans[..i] {
+                // SAFETY: this thread ran lock_for_fork on it just above; no guard.
+                unsafe { taken.shared.as_ref().release_after_fork(false) };
             }
+            return false;
         }
     }
     true

@@ -360,6 +360,56 @@ fn two_hundred_forks_in_memfd_mode() {
     forks_while_threads_cycle("two_hundred_forks_in_memfd_mode", true);
 }
 
+/// A fork made inside two nested `push_with` closures (the forking thread holds both
+/// arenas' locks): the prepare hook leaves those to the closures instead of waiting for
+/// them forever, takes a third arena's lock and releases it, and the child uses wildx.
+#[test]
+fn fork_inside_nested_push_with_closures() {
+    const NAME: &str = "fork_inside_nested_push_with_closures";
+    if !is_child(NAME) {
+        assert_passed_in_time(NAME, Duration::from_secs(60));
+        return;
+    }
+    let (prepare, parent, child) = (wildx::atfork_prepare, wildx::atfork_parent, wildx::atfork_child);
+    // SAFETY: registers three functions that take and return nothing; wildx's hooks.
+    assert_eq!(unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) }, 0);
+    let (a, b, c) =
+        (wildx::Arena::new(1 << 16).unwrap(), wildx::Arena::new(1 << 16).unwrap(), wildx::Arena::new(1 << 16).unwrap());
+    let mut status = -1;
+    a.push_with(1, |_, bytes| {
+        bytes[0] = 0xc3;
+        b.push_with(1, |_, bytes| {
+            bytes[0] = 0xc3;
+            // SAFETY: the child makes wildx calls only and _exits.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                let f = wildx::jit::compile_add_i32();
+                // SAFETY: f is null (checked first) or a sealed add.
+                let ok = !f.is_null() && unsafe { wildx::jit::call_i32_i32(f, 40, 2) } == 42;
+                let ok = ok && c.push(&wildx::jit::ADD_I32).is_ok() && c.publish().is_ok();
+                // SAFETY: ends the child without running the parent's handlers.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            // SAFETY: waits for our own child.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            // The parent hook released only what prepare took: both closures' arenas are
+            // still held by this thread.
+            assert_eq!(a.push(&[0xc3]), Err(Error::Reentrant));
+            assert_eq!(b.push(&[0xc3]), Err(Error::Reentrant));
+        })
+        .unwrap();
+    })
+    .unwrap();
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
+    // The parent's locks were all released: every arena works.
+    for arena in [&a, &b, &c] {
+        arena.push(&wildx::jit::ADD_I32).unwrap();
+        arena.publish().unwrap();
+    }
+    println!("{}{NAME}", common::CHILD_DONE);
+}
+
 fn forks_while_threads_cycle(name: &str, memfd: bool) {
     if !is_child(name) {
         assert_passed_in_time(name, Duration::from_secs(120));

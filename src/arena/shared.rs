@@ -25,7 +25,7 @@ use core::alloc::Layout;
 use allocator_api2::alloc::Allocator;
 use core::ptr::NonNull;
 use core::slice;
-use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::table::{Placement, Rec, Table};
 use crate::error::Error;
@@ -61,6 +61,9 @@ pub(crate) struct Shared {
     refs: AtomicU32,
     /// The thread id running a `push_with` closure under the lock, 0 if none.
     emitter: AtomicI32,
+    /// Whether `atfork_prepare` locked the table (and the fork hooks must release it);
+    /// false when the forking thread already held it inside its own closure.
+    fork_locked: AtomicBool,
     /// Functions pushed and not retired. Written only under the table lock (a load and a
     /// store, no read-modify-write on the push path), read by `wildx::stats` under the
     /// registry lock, which keeps the arena registered and mapped while it reads.
@@ -267,6 +270,7 @@ impl Shared {
             owner: execmem::owner_of(backing),
             refs: AtomicU32::new(0),
             emitter: AtomicI32::new(0),
+            fork_locked: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             gates: Gates::new(),
             table: crate::lock::Mutex::new(table),
@@ -590,35 +594,40 @@ impl Shared {
         }
     }
 
-    /// For `atfork_prepare`: locks the table if that can be done at once, or if the
-    /// calling thread already holds it (inside its own `push_with` closure: `Some(None)`,
-    /// nothing to release later). `None` if another thread holds it.
-    pub(crate) fn try_lock_for_fork(&self) -> Option<Option<Guard<'_>>> {
+    /// For `atfork_prepare`: locks the table if that can be done at once (and remembers
+    /// to release it after the fork), or finds that the calling thread holds it already
+    /// (inside its own `push_with` closure, which releases it). `false` if another thread
+    /// holds it.
+    pub(crate) fn lock_for_fork(&self) -> bool {
         if let Some(guard) = self.table.try_lock() {
-            return Some(Some(guard));
+            core::mem::forget(guard);
+            // Relaxed: read back by this thread (parent) or its only copy (child).
+            self.fork_locked.store(true, Ordering::Relaxed);
+            return true;
         }
         // Relaxed: as in `lock`.
         let emitter = self.emitter.load(Ordering::Relaxed);
-        (emitter != 0 && emitter == sys::gettid()).then_some(None)
+        emitter != 0 && emitter == sys::gettid()
     }
 
-    /// Unlocks a table whose guard `atfork_prepare` forgot.
+    /// Releases what [`Shared::lock_for_fork`] took, if it took the table: unlocks it in
+    /// the parent, or (`in_child`) resets it in the child.
     ///
     /// # Safety
-    /// The calling thread locked it in `try_lock_for_fork` and forgot the guard.
-    pub(crate) unsafe fn unlock_after_fork(&self) {
-        // SAFETY: forwarded.
-        unsafe { self.table.unlock_unguarded() }
-    }
-
-    /// Resets the table's lock in a forked child.
-    ///
-    /// # Safety
-    /// As `crate::lock::Mutex::reset_in_child`: only the calling thread exists, and it
-    /// holds no guard of this table.
-    pub(crate) unsafe fn reset_lock_in_child(&self) {
-        // SAFETY: forwarded.
-        unsafe { self.table.reset_in_child() }
+    /// The calling thread ran `lock_for_fork` on this arena (or, `in_child`, is the only
+    /// thread of the child of that thread's fork), and holds no guard of this table.
+    pub(crate) unsafe fn release_after_fork(&self, in_child: bool) {
+        // Relaxed: as in `lock_for_fork`.
+        if !self.fork_locked.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        if in_child {
+            // SAFETY: forwarded: one thread, no guard.
+            unsafe { self.table.reset_in_child() }
+        } else {
+            // SAFETY: forwarded: this thread locked it and forgot the guard.
+            unsafe { self.table.unlock_unguarded() }
+        }
     }
 
     /// The bytes of record `off..off + len`.
