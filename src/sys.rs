@@ -145,6 +145,23 @@ const fn signal_in_range(sig: i32) -> Result<(), Errno> {
     if sig >= 1 && sig <= NSIG { Ok(()) } else { Err(Errno::EINVAL) }
 }
 
+/// `mmap(addr, len, prot, flags, fd, offset)` for every wrapper below, in one place:
+/// W|X is refused here, before the kernel sees it.
+///
+/// # Safety
+/// With `MAP_FIXED` in `flags`, `[addr, addr + len)` must be memory the caller owns and
+/// no longer uses as it was (it is replaced); without it the call only adds a mapping.
+unsafe fn mmap_raw(addr: usize, len: usize, prot: u32, flags: u32, fd: i32, offset: u64) -> Result<NonNull<u8>, Errno> {
+    refuse_wx(prot)?;
+    // SAFETY: mmap dereferences no pointer argument; what MAP_FIXED may replace is the
+    // caller's (see # Safety).
+    let ret = unsafe {
+        syscalls::syscall6(Sysno::mmap, addr, len, prot as usize, flags as usize, fd as usize, offset as usize)
+    };
+    // A successful mmap never returns address 0 (mmap_min_addr).
+    NonNull::new(check(ret)? as *mut u8).ok_or(Errno::ENOMEM)
+}
+
 /// Maps `len` bytes of fresh, zeroed, anonymous private memory with protection `prot`
 /// (`mmap(NULL, len, prot, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`).
 ///
@@ -156,23 +173,9 @@ const fn signal_in_range(sig: i32) -> Result<(), Errno> {
 /// (refused here, before any syscall), `ENOMEM` when the address space, `RLIMIT_AS` or
 /// the map count is exhausted, `EACCES`/`EPERM` when a security policy refuses `prot`.
 pub fn mmap_anonymous(len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
-    refuse_wx(prot)?;
     // SAFETY: with a null hint and without MAP_FIXED the kernel picks an unused range, so
-    // no existing mapping is replaced; no pointer argument is dereferenced.
-    let ret = unsafe {
-        syscalls::syscall6(
-            Sysno::mmap,
-            0,
-            len,
-            prot as usize,
-            (MAP_PRIVATE | MAP_ANONYMOUS) as usize,
-            usize::MAX, // fd -1
-            0,
-        )
-    };
-    let addr = check(ret)?;
-    // A successful mmap never returns address 0 without MAP_FIXED (mmap_min_addr).
-    NonNull::new(addr as *mut u8).ok_or(Errno::ENOMEM)
+    // no existing mapping is replaced.
+    unsafe { mmap_raw(0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) }
 }
 
 /// Maps `len` bytes of fresh anonymous private memory with protection `prot` at exactly
@@ -185,23 +188,9 @@ pub fn mmap_anonymous(len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
 /// `EEXIST` if something is mapped in the range; otherwise as [`mmap_anonymous`]
 /// (including `EINVAL` for W|X).
 pub fn mmap_anonymous_noreplace(addr: usize, len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
-    refuse_wx(prot)?;
     // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping (EEXIST instead),
-    // and where the kernel does not know it the address is a mere hint; no pointer
-    // argument is dereferenced.
-    let ret = unsafe {
-        syscalls::syscall6(
-            Sysno::mmap,
-            addr,
-            len,
-            prot as usize,
-            (MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE) as usize,
-            usize::MAX, // fd -1
-            0,
-        )
-    };
-    let got = check(ret)?;
-    NonNull::new(got as *mut u8).ok_or(Errno::ENOMEM)
+    // and where the kernel does not know it the address is a mere hint.
+    unsafe { mmap_raw(addr, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) }
 }
 
 /// Replaces `[addr, addr + len)` by a fresh anonymous private mapping with protection
@@ -215,20 +204,8 @@ pub fn mmap_anonymous_noreplace(addr: usize, len: usize, prot: u32) -> Result<No
 /// `EINVAL` for W|X (before any syscall) or a misaligned address; `ENOMEM` at the
 /// map-count limit (nothing changed then).
 pub unsafe fn mmap_anonymous_fixed(addr: NonNull<u8>, len: usize, prot: u32) -> Result<(), Errno> {
-    refuse_wx(prot)?;
     // SAFETY: MAP_FIXED replaces only the caller's own, unused range (see # Safety).
-    let ret = unsafe {
-        syscalls::syscall6(
-            Sysno::mmap,
-            addr.as_ptr() as usize,
-            len,
-            prot as usize,
-            (MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED) as usize,
-            usize::MAX, // fd -1
-            0,
-        )
-    };
-    check(ret).map(drop)
+    unsafe { mmap_raw(addr.as_ptr() as usize, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) }.map(drop)
 }
 
 /// `PR_SET_VMA` and its `PR_SET_VMA_ANON_NAME` operation.
@@ -635,12 +612,8 @@ pub(crate) fn clock_monotonic_ns() -> Result<u64, Errno> {
 /// on a `noexec` mount).
 pub(crate) fn mmap_file(len: usize, prot: u32, fd: i32, offset: u64) -> Result<NonNull<u8>, Errno> {
     // SAFETY: with a null hint and without MAP_FIXED the kernel picks an unused range, so
-    // no existing mapping is replaced; no pointer argument is dereferenced.
-    let ret = unsafe {
-        syscalls::syscall6(Sysno::mmap, 0, len, prot as usize, MAP_PRIVATE as usize, fd as usize, offset as usize)
-    };
-    let addr = check(ret)?;
-    NonNull::new(addr as *mut u8).ok_or(Errno::ENOMEM)
+    // no existing mapping is replaced.
+    unsafe { mmap_raw(0, len, prot, MAP_PRIVATE, fd, offset) }
 }
 
 // ---- arena: reservations and releases ----
@@ -754,23 +727,9 @@ pub(crate) fn mmap_shared_noreplace(
     fd: i32,
     offset: u64,
 ) -> Result<NonNull<u8>, Errno> {
-    refuse_wx(prot)?;
     // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping (EEXIST instead), and
-    // where the kernel does not know it the address is a mere hint; no pointer argument
-    // is dereferenced.
-    let ret = unsafe {
-        syscalls::syscall6(
-            Sysno::mmap,
-            addr,
-            len,
-            prot as usize,
-            (MAP_SHARED | MAP_FIXED_NOREPLACE) as usize,
-            fd as usize,
-            offset as usize,
-        )
-    };
-    let got = check(ret)?;
-    NonNull::new(got as *mut u8).ok_or(Errno::ENOMEM)
+    // where the kernel does not know it the address is a mere hint.
+    unsafe { mmap_raw(addr, len, prot, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, offset) }
 }
 
 #[cfg(feature = "memfd")]
@@ -792,20 +751,8 @@ pub(crate) unsafe fn mmap_shared_fixed(
     fd: i32,
     offset: u64,
 ) -> Result<(), Errno> {
-    refuse_wx(prot)?;
     // SAFETY: MAP_FIXED replaces only the caller's own range (see # Safety).
-    let ret = unsafe {
-        syscalls::syscall6(
-            Sysno::mmap,
-            addr.as_ptr() as usize,
-            len,
-            prot as usize,
-            (MAP_SHARED | MAP_FIXED) as usize,
-            fd as usize,
-            offset as usize,
-        )
-    };
-    check(ret).map(drop)
+    unsafe { mmap_raw(addr.as_ptr() as usize, len, prot, MAP_SHARED | MAP_FIXED, fd, offset) }.map(drop)
 }
 
 /// Gives the CPU to another runnable thread (`sched_yield`).
