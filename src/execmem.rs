@@ -16,7 +16,9 @@
 //! MPROTECT, a seccomp filter), wildx falls back to memory backed by one memfd
 //! ([`ExecMode::Memfd`]): a page is a `MAP_SHARED` `R|W` mapping of the file, and
 //! sealing replaces it, with `MAP_FIXED`, by an `R|X` mapping of the same file range;
-//! SELinux checks such a mapping as the execution of a file, not as `execmem`. If that
+//! SELinux checks such a mapping as the execution of a file, not as `execmem` (the
+//! tests stand in for SELinux with a seccomp filter refusing what `execmem` refuses:
+//! this machine has no SELinux). If that
 //! is refused too, every allocation fails with [`Error::ExecDenied`], which names both
 //! refusals ([`ExecMode::Denied`]). The result is remembered: no probe is made again.
 //!
