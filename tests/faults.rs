@@ -232,7 +232,7 @@ fn prot_exec_refused_by_seccomp() {
         assert_eq!(wildx::raw::seal(p), -1);
         let info = wildx::inspect(p).expect("still registered");
         assert_eq!((info.state, info.seal_hash), (State::Writable, None));
-        assert_eq!(Maps::read().perms_of(p as usize, PAGE), Some(Perms::RW));
+        assert_eq!(Maps::read().perms_of(p as usize, PAGE), Some(Perms::W));
         // SAFETY: `p` is a live WRITABLE raw page of 64 bytes that nothing else uses.
         unsafe { p.add(10).write_bytes(0x90, 54) };
         assert_eq!(wildx::jit::install_add_i32(p), 0, "still writable through the raw surface");
@@ -375,9 +375,9 @@ fn munmap_refused_keeps_the_page() {
         });
         let dropped = held.join().expect("filtered thread");
         let maps = Maps::read();
-        assert_eq!(maps.perms_of(wa, odd), Some(Perms::RW));
+        assert_eq!(maps.perms_of(wa, odd), Some(Perms::W));
         assert_eq!(maps.perms_of(xa, odd), Some(Perms::RX));
-        assert_eq!(maps.perms_of(dropped, odd), Some(Perms::RW));
+        assert_eq!(maps.perms_of(dropped, odd), Some(Perms::W));
 
         // On this thread munmap is allowed: the kept pages free normally.
         // SAFETY: `w` is still our live WRITABLE page; the byte written above is there.

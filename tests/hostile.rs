@@ -54,53 +54,113 @@ fn assert_passed_in_time(name: &str, deadline: Duration) -> Output {
 // READ_IMPLIES_EXEC
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn read_implies_exec_is_refused() {
-    run_in_child("read_implies_exec_is_refused", || {
-        let sealed = wildx::jit::compile_add_i32();
-        let writable = wildx::raw::alloc(64);
-        // SAFETY: 0xffffffff only queries the personality.
-        let persona = unsafe { libc::personality(0xffff_ffff) };
-        // SAFETY: changes how this (child) process maps memory from now on; nothing else.
-        assert_ne!(unsafe { libc::personality((persona | libc::READ_IMPLIES_EXEC) as libc::c_ulong) }, -1);
-        // The personality bites: a plain R|W mapping made now is executable.
-        // SAFETY: a fresh anonymous mapping at an address the kernel picks.
-        let probe = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert!(common::Maps::read().perms_of(probe as usize, 4096).unwrap().exec, "READ_IMPLIES_EXEC is on");
-        // SAFETY: our own probe, unmapped once.
-        unsafe { libc::munmap(probe, 4096) };
+/// Sets the `READ_IMPLIES_EXEC` personality in this (child) process and returns the old
+/// one, after checking that it bites: a plain libc `R|W` mapping made now is `rwx`.
+fn switch_on_read_implies_exec() -> libc::c_int {
+    // SAFETY: 0xffffffff only queries the personality.
+    let persona = unsafe { libc::personality(0xffff_ffff) };
+    // SAFETY: changes how this (child) process maps memory from now on; nothing else.
+    assert_ne!(unsafe { libc::personality((persona | libc::READ_IMPLIES_EXEC) as libc::c_ulong) }, -1);
+    // SAFETY: a fresh anonymous mapping at an address the kernel picks.
+    let probe = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert!(common::Maps::read().perms_of(probe as usize, 4096).unwrap().exec, "READ_IMPLIES_EXEC is on");
+    // SAFETY: our own probe, unmapped once.
+    unsafe { libc::munmap(probe, 4096) };
+    persona
+}
 
-        let before = wildx::stats();
-        assert!(wildx::raw::alloc(64).is_null());
-        assert_eq!(Page::new(64).unwrap_err(), Error::ReadImpliesExec);
-        assert!(wildx::jit::compile_add_i32().is_null());
-        let after = wildx::stats();
-        assert_eq!((after.live_pages, after.allocs), (before.live_pages, before.allocs), "no page mapped");
-        assert_eq!(after.refusals, before.refusals + 3);
-        assert_eq!(
-            Error::ReadImpliesExec.to_string(),
-            "the READ_IMPLIES_EXEC personality would make writable pages executable"
-        );
-        // Pages mapped before the change keep working: seal, call, free.
-        assert_eq!(wildx::jit::install_add_i32(writable), 0);
-        assert_eq!(wildx::raw::seal(writable), 0);
-        // SAFETY: both pages hold the sealed add.
-        assert_eq!(unsafe { wildx::jit::call_i32_i32(writable, 40, 2) + wildx::jit::call_i32_i32(sealed, 0, 0) }, 42);
-        assert_eq!(wildx::raw::free(writable) + wildx::raw::free(sealed), 0);
-        // Back to the default personality: allocation works again.
+/// Runs the bytes at `code` in a forked grandchild and returns the signal that killed it
+/// (0 if it returned).
+fn signal_when_run(code: *const u8) -> i32 {
+    // SAFETY: the grandchild only jumps to `code` and exits; the parent only waits.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            let f: extern "C" fn() = std::mem::transmute(code);
+            f();
+            libc::_exit(0);
+        }
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+        if libc::WIFSIGNALED(status) { libc::WTERMSIG(status) } else { 0 }
+    }
+}
+
+/// Under `READ_IMPLIES_EXEC` the kernel adds `PROT_EXEC` to every mapping asked for with
+/// `PROT_READ`. wildx asks for writable memory with `PROT_WRITE` alone, so its pages,
+/// arena pages and its own tables stay non-executable, and everything works as usual.
+#[test]
+fn read_implies_exec_cannot_make_a_wildx_mapping_executable() {
+    run_in_child("read_implies_exec_cannot_make_a_wildx_mapping_executable", || {
+        let sealed = wildx::jit::compile_add_i32();
+        let earlier = wildx::raw::alloc(64);
+        // Everything this test allocates from the heap is allocated before the switch,
+        // so that libc maps nothing new (it would be rwx) while the personality is on;
+        // then any W|X mapping in the snapshot below is wildx's.
+        let mut pages: Vec<*mut u8> = Vec::with_capacity(3000);
+        let mut snapshot = common::RawMaps::with_capacity(1 << 20);
+        let persona = switch_on_read_implies_exec();
+        let registry_before = wildx::stats().registry_bytes;
+
+        // Enough pages that the registry's table grows (its new storage is mapped now).
+        for _ in 0..3000 {
+            let p = wildx::raw::alloc(64);
+            assert!(!p.is_null());
+            pages.push(p);
+        }
+        let page = Page::new(64).unwrap();
+        let arena = wildx::Arena::new(1 << 20).unwrap();
+        let id = arena.push(&[0xb8, 42, 0, 0, 0, 0xc3]).unwrap(); // mov eax, 42; ret
+        snapshot.snapshot();
+        assert!(wildx::stats().registry_bytes > registry_before, "the table grew under the personality");
+
+        // A WRITABLE page is not executable: running it faults (SIGSEGV, not the int3's
+        // SIGTRAP it would raise if it ran).
+        assert_eq!(signal_when_run(pages[0]), libc::SIGSEGV);
+        assert_eq!(signal_when_run(earlier), libc::SIGSEGV);
+        // Sealing, calling and publishing work as without the personality.
+        assert_eq!(wildx::jit::install_add_i32(pages[1]), 0);
+        assert_eq!(wildx::raw::seal(pages[1]), 0);
+        // SAFETY: pages[1] and `sealed` hold the sealed add.
+        assert_eq!(unsafe { wildx::jit::call_i32_i32(pages[1], 40, 2) + wildx::jit::call_i32_i32(sealed, 0, 0) }, 42);
+        arena.publish().unwrap();
+        // SAFETY: the function is `mov eax, 42; ret`.
+        let entry = unsafe { arena.entry::<extern "C" fn() -> i32>(id) }.unwrap();
+        assert_eq!(entry.call(()), 42);
+        let mut page = page;
+        page.as_mut_slice()[..4].copy_from_slice(&[0x8d, 0x04, 0x37, 0xc3]); // lea eax, [rdi+rsi]; ret
+        assert_eq!(page.as_slice()[4], 0xCC, "readable, and filled with int3");
+        // SAFETY: the bytes are `lea eax, [rdi+rsi]; ret`, an `extern "C" fn(i32, i32) -> i32`.
+        let code = unsafe { page.seal::<extern "C" fn(i32, i32) -> i32>() }.unwrap();
+        assert_eq!(code.call((40, 2)), 42);
+        drop(entry);
+        drop(arena);
+
+        // Back to the default personality before parsing (which allocates).
         // SAFETY: restores the personality read above.
         unsafe { libc::personality(persona as libc::c_ulong) };
-        let add = wildx::jit::compile_add().unwrap();
-        assert_eq!(add.call((40, 2)), 42);
+        let maps = snapshot.parse();
+        let wx: Vec<_> =
+            maps.writable_and_executable().into_iter().filter(|m| m.path != "[heap]" && m.path != "[stack]").collect();
+        assert!(wx.is_empty(), "writable and executable mappings under READ_IMPLIES_EXEC: {wx:#x?}");
+        for &p in &pages {
+            assert_eq!(maps.perms_of(p as usize, 4096), Some(common::Perms::W), "{p:?}");
+        }
+        for p in pages {
+            assert_eq!(wildx::raw::free(p), 0);
+        }
+        assert_eq!(wildx::raw::free(earlier) + wildx::raw::free(sealed), 0);
+        code.free().unwrap();
     });
 }
 

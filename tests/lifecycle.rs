@@ -135,7 +135,7 @@ fn sizes_and_mapped_lengths() {
         assert_eq!((info.len, info.mapped_len, info.state, info.seal_hash), (size, mapped, State::Writable, None));
         let maps = common::Maps::read();
         let m = maps.containing(p as usize).unwrap();
-        assert_eq!(m.perms.rwx(), "rw-", "alloc({size}) maps R|W, never X");
+        assert_eq!(m.perms.rwx(), "-w-", "alloc({size}) maps writable (PROT_WRITE alone), never X");
         assert!(m.end >= p as usize + mapped);
         assert_eq!(raw::free(p), 0);
     }

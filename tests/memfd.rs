@@ -104,7 +104,7 @@ fn pages_fall_back_to_a_memfd_where_anonymous_exec_is_refused() {
         let addr = page.as_ptr() as usize;
         // The writable view: shared, of the memfd, at offset = address, never executable.
         let (_, _, perms, offset) = mapping_at(addr).unwrap();
-        assert_eq!((perms.as_str(), offset), ("rw-s", addr as u64));
+        assert_eq!((perms.as_str(), offset), ("-w-s", addr as u64));
         assert!(page.as_slice().iter().all(|&b| b == 0xcc), "int3-filled like an anonymous page");
         page.as_mut_slice()[..RET42.len()].copy_from_slice(&RET42);
         // SAFETY: the page holds `mov eax, 42; ret`.
@@ -299,7 +299,7 @@ fn everything_refused_is_its_own_error() {
             .lines()
             .filter(|l| !before_text.contains(l))
             .map(|l| {
-                assert!(l.contains(" rw-p 00000000 00:00 0"), "not the registry's: {l}");
+                assert!(l.contains(" -w-p 00000000 00:00 0"), "not the registry's: {l}");
                 let (lo, hi) = l.split_whitespace().next().unwrap().split_once('-').unwrap();
                 usize::from_str_radix(hi, 16).unwrap() - usize::from_str_radix(lo, 16).unwrap()
             })

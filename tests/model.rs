@@ -1013,7 +1013,7 @@ fn footprint_child() {
     }
     let sealed_bytes = FOOTPRINT_PAGES.div_ceil(2) * PAGE;
     let exec0 = maps[0].anon_exec_bytes();
-    let rw = |i: usize| maps[i].anon_bytes(Perms::RW) as isize;
+    let rw = |i: usize| maps[i].anon_bytes(Perms::W) as isize;
     let growth = (stats[2].registry_bytes - stats[0].registry_bytes) as isize;
     assert_eq!(maps[1].anon_exec_bytes(), exec0 + sealed_bytes, "sealed pages in maps");
     assert_eq!(maps[3].anon_exec_bytes(), exec0 + sealed_bytes, "sealed pages in maps, second cycle");

@@ -5,7 +5,7 @@
 //!
 //! 1. compile an expression to machine bytes (plain Rust, no wildx yet);
 //! 2. load the bytes into a writable page, seal it, and watch the page's permissions go
-//!    from `rw-p` to `r-xp` in `/proc/self/maps`: never writable and executable at once;
+//!    from `-w-p` to `r-xp` in `/proc/self/maps`: never writable and executable at once;
 //! 3. call the sealed code as a typed Rust function;
 //! 4. verify it: re-hash the bytes and compare with the hash recorded at seal;
 //! 5. tamper with it the way an attacker with a write primitive would (through

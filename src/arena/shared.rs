@@ -492,10 +492,6 @@ impl Shared {
 
     fn commit_range(&self, from: usize, to: usize) -> Result<(), Error> {
         let bytes = to - from;
-        // The personality can change at any time; under it, R|W pages would be rwx.
-        if sys::read_implies_exec() {
-            return Err(Error::ReadImpliesExec);
-        }
         {
             let mut reg = REGISTRY.write();
             if !reg.take_arena_bytes(bytes) {

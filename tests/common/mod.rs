@@ -129,8 +129,12 @@ pub struct Perms {
 }
 
 impl Perms {
-    /// `rw-p`: what a WRITABLE wildx page must be.
+    /// `rw-p`: an ordinary read-write mapping (made with libc, not wildx).
     pub const RW: Perms = Perms { read: true, write: true, exec: false, shared: false };
+    /// `-w-p`: what a WRITABLE wildx page must be. wildx asks for `PROT_WRITE` without
+    /// `PROT_READ`, so that the `READ_IMPLIES_EXEC` personality can never add `PROT_EXEC`;
+    /// x86-64 pages cannot be write-only, so it reads as well.
+    pub const W: Perms = Perms { read: false, write: true, exec: false, shared: false };
     /// `r-xp`: what an EXECUTABLE wildx page must be.
     pub const RX: Perms = Perms { read: true, write: false, exec: true, shared: false };
 
@@ -372,6 +376,7 @@ mod tests {
         assert_eq!(maps.containing(0x7f00003000).map(|m| m.perms.rwx()).as_deref(), Some("rwx"));
         assert_eq!(Perms::RX.rwx(), "r-x");
         assert_eq!(Perms::RW.rwx(), "rw-");
+        assert_eq!(Perms::W.rwx(), "-w-");
         assert_eq!(maps.perms_of(0x7f00000000, 0x2000), None);
         assert!(maps.is_unmapped(0x7f00004000, 0x1000) && !maps.is_unmapped(0x7f00003fff, 2));
     }

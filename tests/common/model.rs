@@ -2223,7 +2223,7 @@ impl Harness {
         let mut exec = 0;
         // In memfd mode pages are shared views of the file.
         let shared = MEMFD_MODE.load(std::sync::atomic::Ordering::Relaxed);
-        let (rx, rw) = (Perms { shared, ..Perms::RX }, Perms { shared, ..Perms::RW });
+        let (rx, rw) = (Perms { shared, ..Perms::RX }, Perms { shared, ..Perms::W });
         for (&a, p) in &self.model.pages {
             let want = if p.state == State::Executable { rx } else { rw };
             let got = maps.perms_of(a, p.mapped);
