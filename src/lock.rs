@@ -14,9 +14,12 @@
 //! Here each reader increments a counter in one of [`SHARDS`] cache-line-padded slots
 //! chosen from its stack address (threads' stacks are megabytes apart), so readers on
 //! different threads touch different lines. Writers (alloc, seal and free, each for a
-//! few table updates; their syscalls run outside the lock) are serialised by a
-//! [`Mutex`], raise a flag, and wait for every slot to drain; readers that see the flag
-//! back off, so writers are not starved.
+//! few table updates; their syscalls run outside the lock) take one word from idle to
+//! writing with a compare-exchange, which both excludes other writers and tells readers
+//! to back off, then wait for every slot to drain; readers that see the word raised back
+//! off, so writers are not starved. An uncontended write lock and unlock are two atomic
+//! read-modify-writes (a page cycle takes the lock five times; a separate writer mutex
+//! would double that).
 //!
 //! Why sleep at all: a pure spin lock is fine while every thread runs, but a SCHED_FIFO
 //! waiter that preempted the holder on the holder's CPU spins until the kernel's
@@ -37,6 +40,8 @@ use crate::sys;
 /// Reader slots. More than the cores of most machines running JITs; a collision only
 /// costs contention, never correctness.
 pub(crate) const SHARDS: usize = 16;
+// One bit per slot in `Used`.
+const _: () = assert!(SHARDS <= 32);
 
 /// How many `pause` rounds a wait spins before it sleeps on a futex: a few
 /// microseconds, longer than the registry's critical sections (a few table updates).
@@ -47,14 +52,23 @@ pub(crate) const SPIN_ROUNDS: u32 = 200;
 #[repr(align(128))]
 struct Slot(AtomicUsize);
 
+/// Which slots have ever had a reader: bit `i` for slot `i`. On a line of its own, read
+/// by every reader and writer and written once per slot, so it stays shared in every
+/// cache and costs a reader one load of a clean line.
+#[repr(align(128))]
+struct Used(AtomicU32);
+
 /// The reader counters of one lock. A separate, all-zero static, so that it lands in
 /// `.bss` and costs a freestanding binary no file bytes.
-pub(crate) struct ReaderSlots([Slot; SHARDS]);
+pub(crate) struct ReaderSlots {
+    used: Used,
+    slots: [Slot; SHARDS],
+}
 
 impl ReaderSlots {
     /// Counters with no readers.
     pub(crate) const fn new() -> Self {
-        ReaderSlots([const { Slot(AtomicUsize::new(0)) }; SHARDS])
+        ReaderSlots { used: Used(AtomicU32::new(0)), slots: [const { Slot(AtomicUsize::new(0)) }; SHARDS] }
     }
 }
 
@@ -62,13 +76,13 @@ impl ReaderSlots {
 const IDLE: u32 = 0;
 /// `writing`: a writer holds the lock or waits for readers to drain.
 const WRITING: u32 = 1;
-/// `writing`: as `WRITING`, and at least one reader sleeps until it ends.
+/// `writing`: as `WRITING`, and at least one reader or writer may sleep until it ends.
 const WRITING_WITH_SLEEPERS: u32 = 2;
 
 /// The lock. See the module docs.
 pub(crate) struct ShardedRwLock<T> {
-    writer: Mutex<()>,
-    /// [`IDLE`], [`WRITING`] or [`WRITING_WITH_SLEEPERS`]; readers sleep on it.
+    /// [`IDLE`], [`WRITING`] or [`WRITING_WITH_SLEEPERS`]: raised by the one writer that
+    /// holds the lock; readers and waiting writers sleep on it.
     writing: AtomicU32,
     /// Bumped by a reader leaving while a writer sleeps waiting for the slots to drain;
     /// the writer sleeps on it.
@@ -98,7 +112,6 @@ impl<T> ShardedRwLock<T> {
     /// other lock may use).
     pub(crate) const fn new(data: T, readers: &'static ReaderSlots) -> Self {
         ShardedRwLock {
-            writer: Mutex::new(()),
             writing: AtomicU32::new(IDLE),
             drained: AtomicU32::new(0),
             writer_sleeps: AtomicU32::new(0),
@@ -122,7 +135,17 @@ impl<T> ShardedRwLock<T> {
     /// Shared access if no writer holds or waits for the lock; never waits.
     #[inline]
     pub(crate) fn try_read(&self) -> Option<ReadGuard<'_, T>> {
-        let slot = &self.readers.0[shard()].0;
+        let index = shard();
+        let slot = &self.readers.slots[index].0;
+        // The slot's bit in `used` is set before the first increment of the slot, so a
+        // writer that scans only the slots `used` names still sees every reader. SeqCst
+        // on this load (a plain load on x86-64) and on the set: the bit, whoever set it,
+        // precedes our increment in the single SeqCst order, hence the writer's load of
+        // `used` (see `write`). Bits are never cleared while threads run.
+        let bit = 1 << index;
+        if self.readers.used.0.load(Ordering::SeqCst) & bit == 0 {
+            self.readers.used.0.fetch_or(bit, Ordering::SeqCst);
+        }
         // SeqCst on both sides of the Dekker-style handshake with `write`: either this
         // increment is seen by the writer's scan, or this load sees `writing`.
         slot.fetch_add(1, Ordering::SeqCst);
@@ -180,15 +203,61 @@ impl<T> ShardedRwLock<T> {
         }
     }
 
-    /// Exclusive access; waits (spins briefly, then sleeps) until every reader has left.
+    /// Exclusive access; waits (spins briefly, then sleeps) until no other writer holds
+    /// the lock, then until every reader has left.
+    #[inline]
     pub(crate) fn write(&self) -> WriteGuard<'_, T> {
-        let writer = self.writer.lock();
-        // SeqCst: pairs with the readers' increment-then-check (see `try_read`).
-        self.writing.store(WRITING, Ordering::SeqCst);
-        for slot in &self.readers.0 {
-            self.wait_for_drain(&slot.0);
+        // SeqCst: the compare-exchange pairs with the readers' increment-then-check (see
+        // `try_read`), and acquires what the last writer released.
+        if self.writing.compare_exchange(IDLE, WRITING, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+            self.write_contended();
         }
-        WriteGuard { lock: self, _writer: writer }
+        // Only the slots that ever had a reader can have one now (see `try_read`): in a
+        // process where one or two threads read, the scan reads one or two lines, not
+        // all of them (each a likely cache miss after a syscall). SeqCst: after our
+        // compare-exchange, so a reader whose check missed it has its bit set before.
+        let mut used = self.readers.used.0.load(Ordering::SeqCst);
+        while used != 0 {
+            let index = used.trailing_zeros() as usize;
+            used &= used - 1;
+            self.wait_for_drain(&self.readers.slots[index].0);
+        }
+        WriteGuard { lock: self }
+    }
+
+    /// Takes the `writing` word from [`IDLE`] while another writer holds it: spins, then
+    /// sleeps on it. After a sleep it takes the word as [`WRITING_WITH_SLEEPERS`] (as a
+    /// futex mutex takes its contended state), so that its own release wakes whoever
+    /// else slept meanwhile.
+    #[cold]
+    fn write_contended(&self) {
+        for _ in 0..SPIN_ROUNDS {
+            // Relaxed load: a hint; the compare-exchange (SeqCst, see `write`) decides.
+            if self.writing.load(Ordering::Relaxed) == IDLE
+                && self.writing.compare_exchange(IDLE, WRITING, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+            {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        loop {
+            // SeqCst: as in `write`.
+            match self.writing.compare_exchange(IDLE, WRITING_WITH_SLEEPERS, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => return,
+                // Mark that someone sleeps, so the holder's release wakes us; if the
+                // word moved meanwhile, look again. Relaxed: the futex re-reads it.
+                Err(WRITING)
+                    if self
+                        .writing
+                        .compare_exchange(WRITING, WRITING_WITH_SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_err() =>
+                {
+                    continue;
+                }
+                Err(_) => {}
+            }
+            sys::futex_wait(&self.writing, WRITING_WITH_SLEEPERS);
+        }
     }
 
     /// Waits until `slot` is zero. SeqCst loads: seeing 0 synchronises with the last
@@ -222,9 +291,6 @@ impl<T> ShardedRwLock<T> {
     /// guard; no guard refers to it.
     pub(crate) unsafe fn unlock_exclusive_unguarded(&self) {
         self.end_write();
-        // SAFETY: the writer mutex was locked by `write`, whose guard (holding the
-        // mutex guard) was forgotten (see # Safety).
-        unsafe { self.writer.unlock_unguarded() };
     }
 
     /// The data, read by the thread that holds the write lock with its guard forgotten
@@ -247,14 +313,14 @@ impl<T> ShardedRwLock<T> {
     /// Only the calling thread may exist (the child right after `fork`), and it must
     /// hold no guard of this lock.
     pub(crate) unsafe fn reset_in_child(&self) {
-        for slot in &self.readers.0 {
+        for slot in &self.readers.slots {
             // Relaxed: one thread exists.
             slot.0.store(0, Ordering::Relaxed);
         }
+        // Relaxed: as above. No slot has a reader now.
+        self.readers.used.0.store(0, Ordering::Relaxed);
         self.writing.store(IDLE, Ordering::Relaxed);
         self.writer_sleeps.store(0, Ordering::Relaxed);
-        // SAFETY: one thread exists and holds no guard (see # Safety).
-        unsafe { self.writer.reset_in_child() };
     }
 
     fn end_write(&self) {
@@ -291,14 +357,13 @@ impl<T> Drop for ReadGuard<'_, T> {
 /// Exclusive access to the data; dropping it unlocks.
 pub(crate) struct WriteGuard<'a, T> {
     lock: &'a ShardedRwLock<T>,
-    _writer: MutexGuard<'a, ()>,
 }
 
 impl<T> Deref for WriteGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: `write` waited until no reader was left and holds the writer mutex, so
-        // this guard is the only access until it drops.
+        // SAFETY: `write` raised `writing` from IDLE (no other writer can until it drops)
+        // and waited until no reader was left, so this guard is the only access.
         unsafe { &*self.lock.data.get() }
     }
 }
@@ -312,7 +377,6 @@ impl<T> DerefMut for WriteGuard<'_, T> {
 
 impl<T> Drop for WriteGuard<'_, T> {
     fn drop(&mut self) {
-        // The writer mutex is released after this, when the `_writer` field drops.
         self.lock.end_write();
     }
 }
@@ -567,9 +631,10 @@ mod tests {
         static RW: ShardedRwLock<u64> = ShardedRwLock::new(0, &SLOTS);
         static HELD: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
         pin_to_cpu0();
-        // Three holders in turn: the mutex, a reader of the rw lock (the waiter
-        // writes), a writer of the rw lock (the waiter reads).
-        for case in 0..3u32 {
+        // Four holders in turn: the mutex, a reader of the rw lock (the waiter
+        // writes), a writer of the rw lock (the waiter reads), a writer of the rw lock
+        // (the waiter writes too).
+        for case in 0..4u32 {
             HELD.store(0, Ordering::SeqCst);
             let waiter = std::thread::spawn(move || {
                 become_fifo();
@@ -580,7 +645,7 @@ mod tests {
                 let start = std::time::Instant::now();
                 match case {
                     0 => *MUTEX.lock() += 1,
-                    1 => *RW.write() += 1,
+                    1 | 3 => *RW.write() += 1,
                     _ => drop(RW.read()),
                 }
                 start.elapsed()

@@ -31,7 +31,7 @@ use crate::error::Error;
 use crate::execmem;
 use crate::hash::fnv1a64;
 use crate::lock::SPIN_ROUNDS;
-use crate::registry::{self, ALLOCS, FREES, Gen, REFUSALS, REGISTRY, Reserve, SEALS, Slot, State};
+use crate::registry::{self, Gen, REFUSALS, REGISTRY, Reserve, Slot, State};
 use crate::sys;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -115,15 +115,7 @@ pub struct Stats {
     pub exec_mode: crate::ExecMode,
 }
 
-/// Counts the outcome of an operation: `counter` on success, a refusal on failure.
-fn tally<T>(result: Result<T, Error>, counter: &core::sync::atomic::AtomicU64) -> Result<T, Error> {
-    match &result {
-        Ok(_) => registry::count(counter),
-        Err(_) => registry::count(&REFUSALS),
-    }
-    result
-}
-
+/// Counts a refusal (successes are counted in the registry, under its lock).
 fn refused<T>(result: Result<T, Error>) -> Result<T, Error> {
     if result.is_err() {
         registry::count(&REFUSALS);
@@ -161,11 +153,19 @@ static BUSY_SLEEPERS: AtomicU32 = AtomicU32::new(0);
 
 /// Wakes the threads waiting for some page to stop being BUSY. Called after the
 /// registry lock that cleared a busy mark (or removed a busy entry) is released.
+///
+/// The caller has just ended the busy state with a SeqCst read-modify-write (the
+/// registry's unlock, or the arena's reference count falling): that is what lets this
+/// skip the bump when nobody sleeps. If the SeqCst load below sees no sleeper, every
+/// sleeper announces itself later in the single SeqCst order, hence after that
+/// read-modify-write, and its `still_busy` check (SeqCst or under the lock) sees the
+/// busy state ended and does not sleep. If it sees one, the bump and the wake follow,
+/// and a futex wait on the old counter value returns at once or is woken.
 pub(crate) fn busy_ended() {
-    // SeqCst: the handshake with `sleep_until_busy_ends` (bump, then read the sleepers;
-    // they count themselves, then read the counter).
-    BUSY_ENDED.fetch_add(1, Ordering::SeqCst);
+    // SeqCst: the handshake with `sleep_until_busy_ends` (they count themselves, then
+    // read the counter, then check).
     if BUSY_SLEEPERS.load(Ordering::SeqCst) != 0 {
+        BUSY_ENDED.fetch_add(1, Ordering::SeqCst);
         sys::futex_wake(&BUSY_ENDED, i32::MAX as u32);
     }
 }
@@ -252,7 +252,7 @@ fn expect_state(slot: Slot, expected: State) -> Result<(), Error> {
 /// `PROT_READ`, so never executable whatever the personality, see `crate::sys`), `prctl`
 /// to name it (until the kernel says it cannot).
 pub(crate) fn alloc(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> {
-    tally(alloc_inner(len, access), &ALLOCS)
+    refused(alloc_inner(len, access))
 }
 
 fn alloc_inner(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> {
@@ -260,6 +260,9 @@ fn alloc_inner(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> 
         return Err(Error::ZeroLength);
     }
     let mapped = registry::checked_round_to_pages(len).ok_or(Error::LengthOverflow)?;
+    // The quota and the table's room are taken before anything is mapped, so a refusal
+    // never has a mapping to undo (an undo could itself be refused: a seccomp filter on
+    // `munmap`, `tests/faults.rs`).
     {
         let mut reg = REGISTRY.write();
         match reg.reserve(mapped) {
@@ -287,7 +290,7 @@ fn alloc_inner(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> 
             return Err(error);
         }
     };
-    // SAFETY: `ptr` starts a fresh R|W mapping of `mapped` bytes that only this
+    // SAFETY: `ptr` starts a fresh writable mapping of `mapped` bytes that only this
     // function knows about.
     unsafe { ptr.as_ptr().write_bytes(0xCC, mapped) };
     let addr = ptr.as_ptr() as usize;
@@ -318,12 +321,12 @@ fn alloc_inner(len: usize, access: Access) -> Result<(NonNull<u8>, Gen), Error> 
 ///
 /// Syscalls: `mprotect`. On any failure the page is unchanged (still WRITABLE).
 pub(crate) fn seal(ptr: *const u8, access: Access) -> Result<u64, Error> {
-    tally(seal_inner(ptr, access, None), &SEALS)
+    refused(seal_inner(ptr, access, None))
 }
 
 /// [`seal`], naming the code for the profilers (`crate::profiling`).
 pub(crate) fn seal_named(ptr: *const u8, access: Access, name: &str) -> Result<u64, Error> {
-    tally(seal_inner(ptr, access, Some(name)), &SEALS)
+    refused(seal_inner(ptr, access, Some(name)))
 }
 
 fn seal_inner(ptr: *const u8, access: Access, name: Option<&str>) -> Result<u64, Error> {
@@ -372,7 +375,7 @@ fn seal_inner(ptr: *const u8, access: Access, name: Option<&str>) -> Result<u64,
 /// stays registered, in its state, and may be freed again later) and `Os` is returned:
 /// nothing is lost and the quota stays honest about what is mapped.
 pub(crate) fn free(ptr: *const u8, access: Access) -> Result<(), Error> {
-    tally(free_inner(ptr, access), &FREES)
+    refused(free_inner(ptr, access))
 }
 
 fn free_inner(ptr: *const u8, access: Access) -> Result<(), Error> {
@@ -395,7 +398,7 @@ fn free_inner(ptr: *const u8, access: Access) -> Result<(), Error> {
         Ok(()) => {
             // Only now does the entry go: until here, an alloc that got this address
             // back from the kernel waits (see `alloc_inner`).
-            reg.remove(addr);
+            reg.remove_freed(addr);
             Ok(())
         }
         Err(errno) => {
@@ -625,15 +628,16 @@ impl core::fmt::Write for LineBuf {
 pub fn stats() -> Stats {
     use core::sync::atomic::Ordering::Relaxed;
     let reg = REGISTRY.read();
+    let counts = reg.counts();
     Stats {
         live_pages: reg.live_pages(),
         live_bytes: reg.live_bytes(),
         peak_bytes: reg.peak_bytes(),
         quota: reg.quota(),
-        // Relaxed: independent counters, read for reporting only.
-        allocs: ALLOCS.load(Relaxed),
-        seals: SEALS.load(Relaxed),
-        frees: FREES.load(Relaxed),
+        allocs: counts.allocs,
+        seals: counts.seals,
+        frees: counts.frees,
+        // Relaxed: an independent counter, read for reporting only.
         refusals: REFUSALS.load(Relaxed),
         registry_bytes: registry::storage_bytes(),
         registry_capacity: reg.capacity(),
