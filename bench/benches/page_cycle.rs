@@ -221,6 +221,7 @@ fn seal_by_size(c: &mut Criterion) {
 /// Criterion's separate runs of each variant drift by +-10% on a shared machine, more than
 /// the few percent compared here; a ratio taken within one round cancels that drift.
 fn paired_ratios(_: &mut Criterion) {
+    let mut cursor = placed_region_base();
     let t = common::paired(
         "page_cycle_paired",
         1,
@@ -232,13 +233,21 @@ fn paired_ratios(_: &mut Criterion) {
             ("wildx_raw", &mut || assert_eq!(wildx_raw(), 42)),
             ("wildx_typed", &mut || assert_eq!(wildx_typed(), 42)),
             ("floor_libc_int3_fill_personality", &mut || {
-                // The floor with the one syscall wildx adds by contract: the
-                // READ_IMPLIES_EXEC check before each R|W mapping (`personality(0xffffffff)`
-                // only reads it).
+                // The floor with the READ_IMPLIES_EXEC check an earlier wildx made before
+                // each writable mapping (`personality(0xffffffff)` only reads it): what that
+                // syscall cost, before wildx mapped writable memory without PROT_READ.
                 // SAFETY: querying the personality changes nothing.
                 assert!(unsafe { libc::personality(0xffff_ffff) } >= 0);
                 assert_eq!(common::floor_cycle(true), 42)
             }),
+            // The floor with the fill, each page placed as wildx places it (a cursor in a
+            // 2 MiB window with an anchor, MAP_FIXED_NOREPLACE): the same kernel work as
+            // wildx's cycle. The plain floor's page lands wherever the kernel puts it,
+            // next to whatever mapping is there; when that is an anonymous R|W mapping the
+            // kernel merges the page into it and splits it off again at the mprotect,
+            // which makes the plain floor a few percent dearer or cheaper depending on
+            // its neighbour. This one has no such neighbour.
+            ("floor_libc_int3_fill_placed", &mut || assert_eq!(placed_floor_cycle(&mut cursor), 42)),
         ],
     );
     let ratio = |a: usize, b: usize| common::median(t[a].iter().zip(&t[b]).map(|(x, y)| x / y).collect());
@@ -251,6 +260,12 @@ fn paired_ratios(_: &mut Criterion) {
         ratio(2, 4),
         ratio(3, 0),
         ratio(4, 0),
+    );
+    println!(
+        "page_cycle_paired: wildx_raw / floor_libc_int3_fill_placed = {:.3} (the same syscalls at the same kind of \
+         address); floor_libc_int3_fill_placed / floor_libc = {:.3}",
+        ratio(2, 5),
+        ratio(5, 0),
     );
 }
 
