@@ -534,6 +534,44 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_on_a_slot_never_used_before_is_seen_by_a_racing_writer() {
+        // Each round starts with a fresh lock, so the reader's first `read` sets its
+        // slot's bit in `used` while the writer may be scanning it: the race the mask
+        // adds. A writer that missed the reader would update the pair while the reader
+        // looks at it, and the reader would see it torn.
+        const ROUNDS: usize = if cfg!(miri) { 5 } else { 2_000 };
+        static FRESH: [ReaderSlots; ROUNDS] = [const { ReaderSlots::new() }; ROUNDS];
+        for slots in &FRESH {
+            let lock = &ShardedRwLock::new((0u64, 0u64), slots);
+            let start = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    start.wait();
+                    for _ in 0..20 {
+                        let r = lock.read();
+                        let first = r.0;
+                        for _ in 0..50 {
+                            core::hint::spin_loop();
+                        }
+                        assert_eq!(first, r.1, "a writer ran while a reader held the lock");
+                    }
+                });
+                s.spawn(|| {
+                    start.wait();
+                    for _ in 0..20 {
+                        let mut w = lock.write();
+                        w.0 += 1;
+                        for _ in 0..50 {
+                            core::hint::spin_loop();
+                        }
+                        w.1 += 1;
+                    }
+                });
+            });
+        }
+    }
+
+    #[test]
     // Miri's thread stacks are not laid out as the kernel's (megabytes apart).
     #[cfg_attr(miri, ignore)]
     fn threads_spread_over_shards() {
