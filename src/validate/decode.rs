@@ -322,8 +322,9 @@ pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
     Ok(o)
 }
 
-/// Decodes the instruction at `code[at..]` into `o` (which the scratch of the rules
-/// holds: the result is written once, where it is kept); returns its length.
+/// Decodes the instruction at `code[at..]` into `o`, which must be [`Insn::EMPTY`]
+/// (the scratch of the rules holds it: the result is written once, where it is kept);
+/// returns its length.
 ///
 /// # Errors
 /// [`Rule::Truncated`] if the bytes end inside it, [`Rule::Unknown`] if it is outside
@@ -332,7 +333,7 @@ pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
 /// indirect or far transfer. `o` then holds part of a decoding.
 #[inline(always)]
 pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
-    *o = Insn::EMPTY;
+    debug_assert!(*o == Insn::EMPTY);
     let limit = code.len().min(at.saturating_add(15));
     let mut d = D {
         code: &code[..limit],
@@ -348,13 +349,13 @@ pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Ru
         x: 0,
         b: 0,
     };
-    // Legacy prefixes, then at most one REX directly before the opcode.
-    let mut op = loop {
-        let p = d.byte()?;
-        if !LEGACY_PREFIX[p as usize] {
-            break p;
-        }
-        match p {
+    // Legacy prefixes, then at most one REX directly before the opcode. Most
+    // instructions have no legacy prefix: they skip the prefix loop and the checks on
+    // prefixes below.
+    let mut op = d.byte()?;
+    let prefixed = LEGACY_PREFIX[op as usize];
+    while LEGACY_PREFIX[op as usize] {
+        match op {
             0x66 => d.p66 = true,
             0xf2 if !d.f3 => d.f2 = true,
             0xf3 if !d.f2 => d.f3 = true,
@@ -362,9 +363,10 @@ pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Ru
             0xf0 | 0xf2 | 0xf3 | 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 => return Err(Rule::Prefix),
             // Address-size override: not in the subset.
             0x67 => return Err(Rule::Unknown),
-            _ => break p,
+            _ => break,
         }
-    };
+        op = d.byte()?;
+    }
     if op & 0xf0 == 0x40 {
         d.rex = true;
         d.w = op & 8 != 0;
@@ -372,8 +374,7 @@ pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Ru
         d.x = (op & 2) << 2;
         d.b = (op & 1) << 3;
         op = d.byte()?;
-        if op & 0xf0 == 0x40 || matches!(op, 0x66 | 0xf2 | 0xf3 | 0xf0 | 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x67)
-        {
+        if op & 0xf0 == 0x40 || LEGACY_PREFIX[op as usize] {
             // A REX that is not directly before the opcode is ignored by the processor;
             // not in the subset.
             return Err(Rule::Unknown);
@@ -382,16 +383,18 @@ pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Ru
     if op == 0x0f {
         two_byte(&mut d, o)?;
     } else {
-        if d.cs && op != 0x90 {
-            return Err(Rule::Prefix);
-        }
-        if d.f2 || d.f3 {
-            // rep / repne (and pause, F3 90) in the one-byte map: rejected.
-            return Err(Rule::Prefix);
-        }
-        if d.p66 && matches!(op, 0x70..=0x7f | 0xc3 | 0xcc | 0xe8 | 0xe9 | 0xeb) {
-            // An operand-size prefix on a transfer truncates rip on some processors.
-            return Err(Rule::Unknown);
+        if prefixed {
+            if d.cs && op != 0x90 {
+                return Err(Rule::Prefix);
+            }
+            if d.f2 || d.f3 {
+                // rep / repne (and pause, F3 90) in the one-byte map: rejected.
+                return Err(Rule::Prefix);
+            }
+            if d.p66 && matches!(op, 0x70..=0x7f | 0xc3 | 0xcc | 0xe8 | 0xe9 | 0xeb) {
+                // An operand-size prefix on a transfer truncates rip on some processors.
+                return Err(Rule::Unknown);
+            }
         }
         one_byte(&mut d, o, op)?;
     }
