@@ -378,6 +378,36 @@ fn flow(
             let node = &nodes[i];
             let at = node.at as usize;
             let fail = |rule| Violation { offset: at, rule };
+            let insn = &node.insn;
+            if let (Flow::Next, None) = (insn.flow, insn.mem) {
+                // Most instructions: they fall through, touch no memory, and give no
+                // register a followed value except by a copy between registers that is
+                // not to rsp. What `step` does for them, without building successors.
+                let copy = match insn.op {
+                    Op::Other => Some(None),
+                    Op::Mov(d, r) if d != RSP => Some(Some((d, s.regs[r as usize]))),
+                    _ => None,
+                };
+                if let Some(copy) = copy {
+                    if insn.reads & Abi::ARG_REGS & !s.defined != 0 {
+                        return Err(fail(Rule::ArgumentUndefined));
+                    }
+                    s.defined |= insn.writes;
+                    if insn.writes & decode::gpr(RSP) != 0 {
+                        return Err(fail(Rule::StackUnknown));
+                    }
+                    let mut written = insn.writes & 0xffff;
+                    while written != 0 {
+                        s.regs[written.trailing_zeros() as usize & 15] = OTHER;
+                        written &= written - 1;
+                    }
+                    if let Some((d, v)) = copy {
+                        s.regs[d as usize] = v;
+                    }
+                    carried = enter(nodes, states, &s, i, i + 1, &mut from).map_err(fail)?;
+                    continue;
+                }
+            }
             let (a, b) = step(code, abi, &node.insn, at, i, node.target as usize, &mut s).map_err(fail)?;
             // The successors in order: the fall-through first, then a jcc's target.
             carried = false;
