@@ -796,7 +796,7 @@ enum Pfx {
 }
 
 /// The two-byte opcode map (SDM Vol. 2, Table A-3).
-#[inline(never)]
+#[inline(always)]
 fn two_byte(d: &mut D, o: &mut Insn) -> Result<(), Rule> {
     let op = d.byte()?;
     let v = d.osize();
