@@ -220,11 +220,8 @@ fn run(
     let mut targets = false;
     let mut traps = false;
     while at < code.len() {
-        if !list.push(Node { insn: Insn::EMPTY, at: at as u32, target: 0, slot: 0, flags: 0 }) {
-            return None;
-        }
         // Decoded straight into its node: no copy of the result.
-        let node = list.last();
+        let node = list.push_mut(Node { insn: Insn::EMPTY, at: at as u32, target: 0, slot: 0, flags: 0 })?;
         let len = match decode::decode_into(code, at, &mut node.insn) {
             Ok(len) => len,
             Err(rule) => return Some(Err(Violation { offset: at, rule })),
