@@ -74,6 +74,10 @@ impl State {
     /// Meets `other` into `self`; whether `self` changed.
     #[inline]
     fn meet(&mut self, other: &State) -> Result<bool, Rule> {
+        if self == other {
+            // Often so where a loop's back edge meets its head the second time.
+            return Ok(false);
+        }
         let before = *self;
         if self.regs[RSP as usize] != other.regs[RSP as usize] {
             return Err(Rule::StackMismatch);
