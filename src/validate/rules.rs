@@ -409,6 +409,19 @@ fn flow(
                     continue;
                 }
             }
+            if let (Flow::Jump(_) | Flow::Branch(_), None, Op::Other, 0, 0) =
+                (insn.flow, insn.mem, insn.op, insn.reads, insn.writes)
+            {
+                // A jmp/jcc: it changes no state; what `step` returns for it, inline.
+                let target = node.target as usize;
+                if let Flow::Jump(_) = insn.flow {
+                    carried = enter(nodes, states, &s, i, target, &mut from).map_err(fail)?;
+                } else {
+                    carried = enter(nodes, states, &s, i, i + 1, &mut from).map_err(fail)?;
+                    enter(nodes, states, &s, i, target, &mut from).map_err(fail)?;
+                }
+                continue;
+            }
             let (a, b) = step(code, abi, &node.insn, at, i, node.target as usize, &mut s).map_err(fail)?;
             // The successors in order: the fall-through first, then a jcc's target.
             carried = false;
