@@ -2,10 +2,18 @@
 //! beside FNV-1a over the same bytes (what seal already costs per byte), and on
 //! mid-size code (the fixture back to back).
 //! `cargo bench --features validate --bench validate`; criterion reports bytes/s.
+//!
+//! A steadier figure outside criterion: with `WILDX_VALIDATE_STEADY=MODE` (one of
+//! `structural`, `function_u64_u64`, `function_own_signature`, `fnv1a64`), the binary
+//! instead runs the best of 50 rounds of 400 passes over the fixture and prints ns per
+//! byte (wall-clock; preemption drops out of the best round). With
+//! `WILDX_VALIDATE_ROUNDS=1` and run under
+//! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*steady_passes*'`,
+//! the instructions counted are exactly the 400 passes' (divide by 400 × 557 bytes).
 
 #![allow(missing_docs)]
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use std::hint::black_box;
 
 type U2 = extern "sysv64" fn(u64, u64) -> u64;
@@ -111,5 +119,48 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// `passes` passes of `check` over the fixture (not inlined, so callgrind can count it alone).
+#[inline(never)]
+fn steady_passes(passes: usize, funcs: &[(Vec<u8>, Check)]) {
+    for _ in 0..passes {
+        for (f, check) in funcs {
+            black_box(check(black_box(f)));
+        }
+    }
+}
+
+/// The steady loop (see the crate docs); prints `MODE: x ns/byte over N bytes`.
+fn steady(mode: &str) {
+    let own = own_signatures();
+    let fnv: Check = |f| wildx::fnv1a64(f) != 1;
+    let list: Vec<(Vec<u8>, Check)> = match mode {
+        "structural" => {
+            own.into_iter().map(|(f, _)| (f, (|f: &[u8]| wildx::validate::structural(f).is_ok()) as Check)).collect()
+        }
+        "function_u64_u64" => own.into_iter().map(|(f, _)| (f, ok::<U2> as Check)).collect(),
+        "function_own_signature" => own,
+        "fnv1a64" => own.into_iter().map(|(f, _)| (f, fnv)).collect(),
+        _ => panic!("unknown WILDX_VALIDATE_STEADY mode {mode}"),
+    };
+    let bytes: usize = list.iter().map(|(f, _)| f.len()).sum();
+    let rounds: usize = std::env::var("WILDX_VALIDATE_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(50);
+    const PASSES: usize = 400;
+    let mut best = f64::MAX;
+    for _ in 0..rounds {
+        let t = std::time::Instant::now();
+        steady_passes(PASSES, &list);
+        best = best.min(t.elapsed().as_nanos() as f64 / (PASSES * bytes) as f64);
+    }
+    println!("{mode}: {best:.2} ns/byte over {bytes} bytes (best of {rounds} rounds of {PASSES} passes)");
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(mode) = std::env::var("WILDX_VALIDATE_STEADY") {
+        steady(&mode);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

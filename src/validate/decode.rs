@@ -322,8 +322,9 @@ pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
     Ok(o)
 }
 
-/// Decodes the instruction at `code[at..]` into `o` (which the scratch of the rules
-/// holds: the result is written once, where it is kept); returns its length.
+/// Decodes the instruction at `code[at..]` into `o`, which must be [`Insn::EMPTY`]
+/// (the scratch of the rules holds it: the result is written once, where it is kept);
+/// returns its length.
 ///
 /// # Errors
 /// [`Rule::Truncated`] if the bytes end inside it, [`Rule::Unknown`] if it is outside
@@ -332,7 +333,7 @@ pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
 /// indirect or far transfer. `o` then holds part of a decoding.
 #[inline(always)]
 pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
-    *o = Insn::EMPTY;
+    debug_assert!(*o == Insn::EMPTY);
     let limit = code.len().min(at.saturating_add(15));
     let mut d = D {
         code: &code[..limit],
@@ -348,13 +349,13 @@ pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Ru
         x: 0,
         b: 0,
     };
-    // Legacy prefixes, then at most one REX directly before the opcode.
-    let mut op = loop {
-        let p = d.byte()?;
-        if !LEGACY_PREFIX[p as usize] {
-            break p;
-        }
-        match p {
+    // Legacy prefixes, then at most one REX directly before the opcode. Most
+    // instructions have no legacy prefix: they skip the prefix loop and the checks on
+    // prefixes below.
+    let mut op = d.byte()?;
+    let prefixed = LEGACY_PREFIX[op as usize];
+    while LEGACY_PREFIX[op as usize] {
+        match op {
             0x66 => d.p66 = true,
             0xf2 if !d.f3 => d.f2 = true,
             0xf3 if !d.f2 => d.f3 = true,
@@ -362,9 +363,10 @@ pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Ru
             0xf0 | 0xf2 | 0xf3 | 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 => return Err(Rule::Prefix),
             // Address-size override: not in the subset.
             0x67 => return Err(Rule::Unknown),
-            _ => break p,
+            _ => break,
         }
-    };
+        op = d.byte()?;
+    }
     if op & 0xf0 == 0x40 {
         d.rex = true;
         d.w = op & 8 != 0;
@@ -372,8 +374,7 @@ pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Ru
         d.x = (op & 2) << 2;
         d.b = (op & 1) << 3;
         op = d.byte()?;
-        if op & 0xf0 == 0x40 || matches!(op, 0x66 | 0xf2 | 0xf3 | 0xf0 | 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x67)
-        {
+        if op & 0xf0 == 0x40 || LEGACY_PREFIX[op as usize] {
             // A REX that is not directly before the opcode is ignored by the processor;
             // not in the subset.
             return Err(Rule::Unknown);
@@ -382,16 +383,18 @@ pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Ru
     if op == 0x0f {
         two_byte(&mut d, o)?;
     } else {
-        if d.cs && op != 0x90 {
-            return Err(Rule::Prefix);
-        }
-        if d.f2 || d.f3 {
-            // rep / repne (and pause, F3 90) in the one-byte map: rejected.
-            return Err(Rule::Prefix);
-        }
-        if d.p66 && matches!(op, 0x70..=0x7f | 0xc3 | 0xcc | 0xe8 | 0xe9 | 0xeb) {
-            // An operand-size prefix on a transfer truncates rip on some processors.
-            return Err(Rule::Unknown);
+        if prefixed {
+            if d.cs && op != 0x90 {
+                return Err(Rule::Prefix);
+            }
+            if d.f2 || d.f3 {
+                // rep / repne (and pause, F3 90) in the one-byte map: rejected.
+                return Err(Rule::Prefix);
+            }
+            if d.p66 && matches!(op, 0x70..=0x7f | 0xc3 | 0xcc | 0xe8 | 0xe9 | 0xeb) {
+                // An operand-size prefix on a transfer truncates rip on some processors.
+                return Err(Rule::Unknown);
+            }
         }
         one_byte(&mut d, o, op)?;
     }
@@ -401,7 +404,7 @@ pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Ru
 }
 
 /// The one-byte opcode map (SDM Vol. 2, Table A-2).
-#[inline(never)]
+#[inline(always)]
 fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
     let v = d.osize();
     match op {
@@ -409,7 +412,10 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
         //   Eb,Gb / Ev,Gv / Gb,Eb / Gv,Ev  (low three bits 0..=3)
         //   AL,Ib / rAX,Iz                 (low three bits 4, 5)
         // 06/07/0E/16/17/1E/1F/26/27/2E/2F/36/37/3E/3F are invalid or prefixes in 64-bit mode.
-        0x00..=0x3f if op & 7 <= 5 => {
+        0x00..=0x3f => {
+            if op & 7 > 5 {
+                return Err(Rule::Unknown);
+            }
             let alu = op >> 3; // 0 add 1 or 2 adc 3 sbb 4 and 5 sub 6 xor 7 cmp
             let writes_dst = alu != 7;
             match op & 7 {
@@ -454,7 +460,10 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
             }
         }
         // 50-57: push r64
-        0x50..=0x57 if !d.p66 => {
+        0x50..=0x57 => {
+            if d.p66 {
+                return Err(Rule::Unknown);
+            }
             let r = (op & 7) | d.b;
             o.reads |= gpr(r) | gpr(RSP);
             o.writes |= gpr(RSP);
@@ -462,7 +471,10 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
             o.mem = Some(stack_slot(true));
         }
         // 58-5F: pop r64
-        0x58..=0x5f if !d.p66 => {
+        0x58..=0x5f => {
+            if d.p66 {
+                return Err(Rule::Unknown);
+            }
             let r = (op & 7) | d.b;
             o.reads |= gpr(RSP);
             o.writes |= gpr(r) | gpr(RSP);
@@ -470,13 +482,19 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
             o.mem = Some(stack_slot(false));
         }
         // 63: movsxd Gv, Ed (not the 16-bit form)
-        0x63 if !d.p66 => {
+        0x63 => {
+            if d.p66 {
+                return Err(Rule::Unknown);
+            }
             let (reg, rm) = d.modrm(4, false)?;
             o.rm(rm, true, false, gbit);
             o.writes |= gpr(reg);
         }
         // 68: push Iz / 6A: push Ib
-        0x68 | 0x6a if !d.p66 => {
+        0x68 | 0x6a => {
+            if d.p66 {
+                return Err(Rule::Unknown);
+            }
             d.skip(if op == 0x68 { 4 } else { 1 })?;
             o.reads |= gpr(RSP);
             o.writes |= gpr(RSP);
@@ -576,9 +594,11 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
             }
         }
         // 90: nop (xchg eAX, eAX); with REX.B it is xchg r8, rax.
-        0x90 if d.b == 0 => {}
         // 91-97 (and 90 with REX.B): xchg r, rAX
         0x90..=0x97 => {
+            if op == 0x90 && d.b == 0 {
+                return Ok(());
+            }
             if d.cs {
                 return Err(Rule::Prefix);
             }
@@ -654,7 +674,10 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
             o.rm(rm, false, true, gbit);
         }
         // C9: leave
-        0xc9 if !d.p66 => {
+        0xc9 => {
+            if d.p66 {
+                return Err(Rule::Unknown);
+            }
             o.op = Op::Leave;
             o.reads |= gpr(RBP);
             o.writes |= gpr(RSP) | gpr(RBP);
@@ -665,14 +688,22 @@ fn one_byte(d: &mut D, o: &mut Insn, op: u8) -> Result<(), Rule> {
         // CC: int3
         0xcc => o.flow = Flow::Trap,
         // E8: call rel32
-        0xe8 if !d.p66 => {
+        0xe8 => {
+            if d.p66 {
+                return Err(Rule::Unknown);
+            }
             o.flow = Flow::Call(d.target(4)?);
             o.reads |= gpr(RSP);
             o.writes |= gpr(RSP);
             o.mem = Some(stack_slot(true));
         }
         // E9: jmp rel32 / EB: jmp rel8
-        0xe9 if !d.p66 => o.flow = Flow::Jump(d.target(4)?),
+        0xe9 => {
+            if d.p66 {
+                return Err(Rule::Unknown);
+            }
+            o.flow = Flow::Jump(d.target(4)?)
+        }
         0xeb => o.flow = Flow::Jump(d.target(1)?),
         // F6: grp3 Eb / F7: grp3 Ev (test, -, not, neg, mul, imul, div, idiv)
         0xf6 | 0xf7 => {
@@ -765,7 +796,7 @@ enum Pfx {
 }
 
 /// The two-byte opcode map (SDM Vol. 2, Table A-3).
-#[inline(never)]
+#[inline(always)]
 fn two_byte(d: &mut D, o: &mut Insn) -> Result<(), Rule> {
     let op = d.byte()?;
     let v = d.osize();
@@ -792,14 +823,20 @@ fn two_byte(d: &mut D, o: &mut Insn) -> Result<(), Rule> {
         // rdtsc, 0F 32 rdmsr, 0F 33 rdpmc, 0F A2 cpuid, 0F AA rsm: forbidden.
         0x00 | 0x01 | 0x05..=0x09 | 0x0b | 0x30..=0x35 | 0x37 | 0xa2 | 0xaa => Err(Rule::Forbidden),
         // F3 0F 1E FA: endbr64
-        0x1e if pfx == Pfx::F3 && !d.p66 && !d.rex => {
+        0x1e => {
+            if !(pfx == Pfx::F3 && !d.p66 && !d.rex) {
+                return Err(Rule::Unknown);
+            }
             if d.byte()? != 0xfa {
                 return Err(Rule::Unknown);
             }
             Ok(())
         }
         // 0F 1F /0: nop Ev (the multi-byte nops; the operand is not accessed)
-        0x1f if matches!(pfx, Pfx::None | Pfx::P66) => {
+        0x1f => {
+            if !matches!(pfx, Pfx::None | Pfx::P66) {
+                return Err(Rule::Unknown);
+            }
             let (reg, rm) = d.modrm(v, false)?;
             if reg & 7 != 0 {
                 return Err(Rule::Unknown);
@@ -829,7 +866,10 @@ fn two_byte(d: &mut D, o: &mut Insn) -> Result<(), Rule> {
             Ok(())
         }
         // 0F 28: movaps / movapd xmm, xmm/m128 (aligned) / 0F 29: the store form
-        0x28 | 0x29 if matches!(pfx, Pfx::None | Pfx::P66) => {
+        0x28 | 0x29 => {
+            if !matches!(pfx, Pfx::None | Pfx::P66) {
+                return Err(Rule::Unknown);
+            }
             let (reg, rm) = d.modrm(16, false)?;
             let rm = align16(rm);
             if op == 0x28 {
@@ -842,21 +882,30 @@ fn two_byte(d: &mut D, o: &mut Insn) -> Result<(), Rule> {
             Ok(())
         }
         // 0F 2A: cvtsi2ss (F3) / cvtsi2sd (F2)  xmm, r/m32/64 (merges: a write)
-        0x2a if matches!(pfx, Pfx::F3 | Pfx::F2) => {
+        0x2a => {
+            if !matches!(pfx, Pfx::F3 | Pfx::F2) {
+                return Err(Rule::Unknown);
+            }
             let (reg, rm) = d.modrm(if d.w { 8 } else { 4 }, false)?;
             o.rm(rm, true, false, gbit);
             o.writes |= xmm(reg);
             Ok(())
         }
         // 0F 2C: cvttss2si (F3) / cvttsd2si (F2); 0F 2D: cvtss2si / cvtsd2si  r, xmm/m
-        0x2c | 0x2d if matches!(pfx, Pfx::F3 | Pfx::F2) => {
+        0x2c | 0x2d => {
+            if !matches!(pfx, Pfx::F3 | Pfx::F2) {
+                return Err(Rule::Unknown);
+            }
             let (reg, rm) = d.modrm(if pfx == Pfx::F3 { 4 } else { 8 }, false)?;
             o.rm(rm, true, false, xbit);
             o.writes |= gpr(reg);
             Ok(())
         }
         // 0F 2E: ucomiss / ucomisd (66); 0F 2F: comiss / comisd (66)
-        0x2e | 0x2f if matches!(pfx, Pfx::None | Pfx::P66) => {
+        0x2e | 0x2f => {
+            if !matches!(pfx, Pfx::None | Pfx::P66) {
+                return Err(Rule::Unknown);
+            }
             let (reg, rm) = d.modrm(if pfx == Pfx::None { 4 } else { 8 }, false)?;
             o.rm(rm, true, false, xbit);
             o.reads |= xmm(reg);
@@ -880,7 +929,10 @@ fn two_byte(d: &mut D, o: &mut Insn) -> Result<(), Rule> {
         }
         // 0F 54: andps / andpd, 0F 55: andnps / andnpd, 0F 56: orps / orpd,
         // 0F 57: xorps / xorpd
-        0x54..=0x57 if matches!(pfx, Pfx::None | Pfx::P66) => {
+        0x54..=0x57 => {
+            if !matches!(pfx, Pfx::None | Pfx::P66) {
+                return Err(Rule::Unknown);
+            }
             let (reg, rm) = d.modrm(16, false)?;
             sse_alu(o, reg, align16(rm), op == 0x57 || op == 0x55);
             Ok(())
@@ -894,35 +946,45 @@ fn two_byte(d: &mut D, o: &mut Insn) -> Result<(), Rule> {
             Ok(())
         }
         // 0F 5A: cvtss2sd (F3) / cvtsd2ss (F2) (merge: a write)
-        0x5a if matches!(pfx, Pfx::F3 | Pfx::F2) => {
+        0x5a => {
+            if !matches!(pfx, Pfx::F3 | Pfx::F2) {
+                return Err(Rule::Unknown);
+            }
             let (reg, rm) = d.modrm(if pfx == Pfx::F3 { 4 } else { 8 }, false)?;
             o.rm(rm, true, false, xbit);
             o.writes |= xmm(reg);
             Ok(())
         }
         // 66 0F 6E: movd / movq xmm, r/m32/64
-        0x6e if pfx == Pfx::P66 => {
+        0x6e => {
+            if pfx != Pfx::P66 {
+                return Err(Rule::Unknown);
+            }
             let (reg, rm) = d.modrm(if d.w { 8 } else { 4 }, false)?;
             o.rm(rm, true, false, gbit);
             o.writes |= xmm(reg);
             Ok(())
         }
-        // 66 0F 7E: movd / movq r/m32/64, xmm
-        0x7e if pfx == Pfx::P66 => {
-            let (reg, rm) = d.modrm(if d.w { 8 } else { 4 }, false)?;
-            o.rm(rm, false, true, gbit);
-            o.reads |= xmm(reg);
-            Ok(())
-        }
-        // F3 0F 7E: movq xmm, xmm/m64
-        0x7e if pfx == Pfx::F3 && !d.p66 => {
-            let (reg, rm) = d.modrm(8, false)?;
-            o.rm(rm, true, false, xbit);
-            o.writes |= xmm(reg);
+        // 66 0F 7E: movd / movq r/m32/64, xmm; F3 0F 7E: movq xmm, xmm/m64
+        0x7e => {
+            if pfx == Pfx::P66 {
+                let (reg, rm) = d.modrm(if d.w { 8 } else { 4 }, false)?;
+                o.rm(rm, false, true, gbit);
+                o.reads |= xmm(reg);
+            } else if pfx == Pfx::F3 && !d.p66 {
+                let (reg, rm) = d.modrm(8, false)?;
+                o.rm(rm, true, false, xbit);
+                o.writes |= xmm(reg);
+            } else {
+                return Err(Rule::Unknown);
+            }
             Ok(())
         }
         // 0F 80-8F: jcc rel32
-        0x80..=0x8f if !d.p66 => {
+        0x80..=0x8f => {
+            if d.p66 {
+                return Err(Rule::Unknown);
+            }
             o.flow = Flow::Branch(d.target(4)?);
             Ok(())
         }
@@ -962,24 +1024,43 @@ fn two_byte(d: &mut D, o: &mut Insn) -> Result<(), Rule> {
             Ok(())
         }
         // F3 0F B8: popcnt Gv, Ev; 0F BC: bsf (F3: tzcnt); 0F BD: bsr (F3: lzcnt)
-        0xb8 if pfx == Pfx::F3 => bitscan(d, o, v, false),
-        0xbc | 0xbd if matches!(pfx, Pfx::None | Pfx::P66 | Pfx::F3) => bitscan(d, o, v, pfx != Pfx::F3),
+        0xb8 => {
+            if pfx != Pfx::F3 {
+                return Err(Rule::Unknown);
+            }
+            bitscan(d, o, v, false)
+        }
+        0xbc | 0xbd => {
+            if pfx == Pfx::F2 {
+                return Err(Rule::Unknown);
+            }
+            bitscan(d, o, v, pfx != Pfx::F3)
+        }
         // 0F C8-CF: bswap r32/r64
-        0xc8..=0xcf if !d.p66 && !d.f2 && !d.f3 => {
+        0xc8..=0xcf => {
+            if d.p66 || d.f2 || d.f3 {
+                return Err(Rule::Unknown);
+            }
             let r = (op & 7) | d.b;
             o.reads |= gpr(r);
             o.writes |= gpr(r);
             Ok(())
         }
         // 66 0F D6: movq xmm/m64, xmm
-        0xd6 if pfx == Pfx::P66 => {
+        0xd6 => {
+            if pfx != Pfx::P66 {
+                return Err(Rule::Unknown);
+            }
             let (reg, rm) = d.modrm(8, false)?;
             o.rm(rm, false, true, xbit);
             o.reads |= xmm(reg);
             Ok(())
         }
         // 66 0F EF: pxor xmm, xmm/m128
-        0xef if pfx == Pfx::P66 => {
+        0xef => {
+            if pfx != Pfx::P66 {
+                return Err(Rule::Unknown);
+            }
             let (reg, rm) = d.modrm(16, false)?;
             sse_alu(o, reg, align16(rm), true);
             Ok(())

@@ -74,6 +74,10 @@ impl State {
     /// Meets `other` into `self`; whether `self` changed.
     #[inline]
     fn meet(&mut self, other: &State) -> Result<bool, Rule> {
+        if self == other {
+            // Often so where a loop's back edge meets its head the second time.
+            return Ok(false);
+        }
         let before = *self;
         if self.regs[RSP as usize] != other.regs[RSP as usize] {
             return Err(Rule::StackMismatch);
@@ -220,11 +224,8 @@ fn run(
     let mut targets = false;
     let mut traps = false;
     while at < code.len() {
-        if !list.push(Node { insn: Insn::EMPTY, at: at as u32, target: 0, slot: 0, flags: 0 }) {
-            return None;
-        }
         // Decoded straight into its node: no copy of the result.
-        let node = list.last();
+        let node = list.push_mut(Node { insn: Insn::EMPTY, at: at as u32, target: 0, slot: 0, flags: 0 })?;
         let len = match decode::decode_into(code, at, &mut node.insn) {
             Ok(len) => len,
             Err(rule) => return Some(Err(Violation { offset: at, rule })),
@@ -378,6 +379,49 @@ fn flow(
             let node = &nodes[i];
             let at = node.at as usize;
             let fail = |rule| Violation { offset: at, rule };
+            let insn = &node.insn;
+            if let (Flow::Next, None) = (insn.flow, insn.mem) {
+                // Most instructions: they fall through, touch no memory, and give no
+                // register a followed value except by a copy between registers that is
+                // not to rsp. What `step` does for them, without building successors.
+                let copy = match insn.op {
+                    Op::Other => Some(None),
+                    Op::Mov(d, r) if d != RSP => Some(Some((d, s.regs[r as usize]))),
+                    _ => None,
+                };
+                if let Some(copy) = copy {
+                    if insn.reads & Abi::ARG_REGS & !s.defined != 0 {
+                        return Err(fail(Rule::ArgumentUndefined));
+                    }
+                    s.defined |= insn.writes;
+                    if insn.writes & decode::gpr(RSP) != 0 {
+                        return Err(fail(Rule::StackUnknown));
+                    }
+                    let mut written = insn.writes & 0xffff;
+                    while written != 0 {
+                        s.regs[written.trailing_zeros() as usize & 15] = OTHER;
+                        written &= written - 1;
+                    }
+                    if let Some((d, v)) = copy {
+                        s.regs[d as usize] = v;
+                    }
+                    carried = enter(nodes, states, &s, i, i + 1, &mut from).map_err(fail)?;
+                    continue;
+                }
+            }
+            if let (Flow::Jump(_) | Flow::Branch(_), None, Op::Other, 0, 0) =
+                (insn.flow, insn.mem, insn.op, insn.reads, insn.writes)
+            {
+                // A jmp/jcc: it changes no state; what `step` returns for it, inline.
+                let target = node.target as usize;
+                if let Flow::Jump(_) = insn.flow {
+                    carried = enter(nodes, states, &s, i, target, &mut from).map_err(fail)?;
+                } else {
+                    carried = enter(nodes, states, &s, i, i + 1, &mut from).map_err(fail)?;
+                    enter(nodes, states, &s, i, target, &mut from).map_err(fail)?;
+                }
+                continue;
+            }
             let (a, b) = step(code, abi, &node.insn, at, i, node.target as usize, &mut s).map_err(fail)?;
             // The successors in order: the fall-through first, then a jcc's target.
             carried = false;

@@ -52,17 +52,12 @@ impl<'a, T: Copy> Buf<'a, T> {
         }
     }
 
-    /// The last element pushed.
-    ///
-    /// # Panics
-    /// If nothing was pushed.
+    /// Appends `v` and returns it in place; `None` if there is no room.
     #[inline(always)]
-    pub(crate) fn last(&mut self) -> &mut T {
-        let len = self.len;
-        let slot = &mut self.mem[len - 1];
-        // SAFETY: `mem[..len]` is initialised (see `into_slice`) and `len - 1` is in it
-        // (the index above panics otherwise); the borrow of `self` keeps it unique.
-        unsafe { slot.assume_init_mut() }
+    pub(crate) fn push_mut(&mut self, v: T) -> Option<&mut T> {
+        let slot = self.mem.get_mut(self.len)?;
+        self.len += 1;
+        Some(slot.write(v))
     }
 
     /// The elements pushed, in order.
