@@ -326,13 +326,20 @@ pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
 /// (the scratch of the rules holds it: the result is written once, where it is kept);
 /// returns its length.
 ///
+/// The precondition matters for soundness: the read and written registers are OR-ed
+/// into `o` and some operands are only written when present, so a record left over
+/// from another instruction would leak its registers into this one (an argument
+/// register could look defined). So it is visible to the validator's own modules only,
+/// every caller hands over a record it has just made `Insn::EMPTY`, and debug builds
+/// (the whole test suite, fuzzing included) assert it.
+///
 /// # Errors
 /// [`Rule::Truncated`] if the bytes end inside it, [`Rule::Unknown`] if it is outside
 /// the subset, [`Rule::Forbidden`] for a system or trapping instruction,
 /// [`Rule::Prefix`] for a segment override, `lock` or `rep`, [`Rule::Indirect`] for an
 /// indirect or far transfer. `o` then holds part of a decoding.
 #[inline(always)]
-pub(crate) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
+pub(super) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
     debug_assert!(*o == Insn::EMPTY);
     let limit = code.len().min(at.saturating_add(15));
     let mut d = D {
