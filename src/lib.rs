@@ -8,6 +8,8 @@ compile_error!(
 );
 
 mod sys;
+#[cfg(test)]
+mod test_support;
 
 /// The narrow runtime path for freestanding programs: exit, stderr, abort.
 pub mod rt;

@@ -603,27 +603,6 @@ mod tests {
 
     /// Runs test `name` of this (unit-test) binary in a child process with `env` set
     /// and returns whether it passed, killing it after `deadline` (a hang fails).
-    fn child_passes(name: &str, env: &str, deadline: std::time::Duration) -> bool {
-        let exe = std::env::current_exe().unwrap();
-        let mut child = std::process::Command::new(exe)
-            .args([name, "--exact", "--nocapture", "--test-threads=1"])
-            .env(env, "1")
-            .spawn()
-            .unwrap();
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            if start.elapsed() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-
     /// Pins the calling thread (and the threads it creates later) to CPU 0.
     fn pin_to_cpu0() {
         // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_setaffinity reads it.
@@ -661,7 +640,10 @@ mod tests {
         const ENV: &str = "WILDX_LOCK_FIFO_CHILD";
         if std::env::var_os(ENV).is_none() {
             let name = "lock::tests::fifo_waiter_behind_a_preempted_holder_sleeps";
-            assert!(child_passes(name, ENV, std::time::Duration::from_secs(20)), "see the child's output above");
+            assert!(
+                crate::test_support::child_passes(name, ENV, std::time::Duration::from_secs(20)),
+                "see the child's output above"
+            );
             return;
         }
         static MUTEX: Mutex<u64> = Mutex::new(0);

@@ -826,6 +826,16 @@ mod tests {
 
     #[test]
     fn mmap_mprotect_munmap_really_change_the_mapping() {
+        // That the range is unmapped after `munmap` can only be seen where no other
+        // thread maps memory (the kernel hands a freed address straight back): in a
+        // child process running this test alone.
+        const ENV: &str = "WILDX_SYS_MAPS_CHILD";
+        if std::env::var_os(ENV).is_none() {
+            let name = "sys::tests::mmap_mprotect_munmap_really_change_the_mapping";
+            let deadline = std::time::Duration::from_secs(20);
+            assert!(crate::test_support::child_passes(name, ENV, deadline), "see the child's output above");
+            return;
+        }
         let p = mmap_anonymous(8192, PROT_READ | PROT_WRITE).unwrap();
         assert_eq!(perms(p.as_ptr() as usize).as_deref(), Some("-w-p"));
         // SAFETY: p is a fresh mapping of 8192 bytes owned by this test.
