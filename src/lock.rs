@@ -18,7 +18,7 @@
 //! writing with a compare-exchange, which both excludes other writers and tells readers
 //! to back off, then wait for every slot to drain; readers that see the word raised back
 //! off, so writers are not starved. An uncontended write lock and unlock are two atomic
-//! read-modify-writes (a page cycle takes the lock five times; a separate writer mutex
+//! read-modify-writes (a page cycle takes the lock six times; a separate writer mutex
 //! would double that).
 //!
 //! Why sleep at all: a pure spin lock is fine while every thread runs, but a SCHED_FIFO
