@@ -493,11 +493,25 @@ fn verify_on_call_aborts_the_next_call_of_a_tampered_function_only() {
 #[test]
 fn pushes_racing_publishes_keep_the_contract() {
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let arena = Arena::new(16 << 20).unwrap();
     let pushed = Mutex::new(Vec::new());
     let stop = AtomicBool::new(false);
+    // Publishes so far. Every 200 pushes a pusher waits for the next one, so publishes
+    // land between pushes however the threads are scheduled (on a loaded machine the
+    // pushers could otherwise finish before the publisher first runs).
+    let publishes = AtomicUsize::new(0);
+    // Stops the monitor however the scope's body ends: if a pusher or the publisher
+    // panics, the body unwinds past `stop.store` and the scope would wait for the
+    // monitor forever (a hang instead of a failure).
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|s| {
+        let _stop_monitor = StopOnDrop(&stop);
         // A W^X monitor: reads /proc/self/maps for the whole race.
         let monitor = s.spawn(|| {
             let mut reads = 0;
@@ -511,9 +525,15 @@ fn pushes_racing_publishes_keep_the_contract() {
         });
         let pushers: Vec<_> = (0..2)
             .map(|t| {
-                let (arena, pushed) = (&arena, &pushed);
+                let (arena, pushed, publishes) = (&arena, &pushed, &publishes);
                 s.spawn(move || {
                     for i in 0..2000 {
+                        if i % 200 == 100 {
+                            let seen = publishes.load(Ordering::SeqCst);
+                            while publishes.load(Ordering::SeqCst) == seen {
+                                std::thread::sleep(std::time::Duration::from_micros(50));
+                            }
+                        }
                         let value = t * 100_000 + i;
                         // Sizes from 6 bytes to a little over a page, so functions straddle pages.
                         let len = 6 + (i as usize * 37) % 4200;
@@ -529,21 +549,21 @@ fn pushes_racing_publishes_keep_the_contract() {
                 })
             })
             .collect();
-        let arena = &arena;
+        let (arena, publishes) = (&arena, &publishes);
         let publisher = s.spawn(move || {
-            let mut publishes = 0;
             while !pushers.iter().all(|p| p.is_finished()) {
                 arena.publish().unwrap();
-                publishes += 1;
+                publishes.fetch_add(1, Ordering::SeqCst);
                 // Let the pushers at the lock: a spinning publisher would starve them.
                 std::thread::sleep(std::time::Duration::from_micros(50));
             }
             for p in pushers {
                 p.join().unwrap();
             }
-            publishes
         });
-        assert!(publisher.join().unwrap() > 0);
+        publisher.join().unwrap();
+        // Each pusher waited for a publish ten times in the middle of its pushes.
+        assert!(publishes.load(Ordering::SeqCst) >= 10);
         stop.store(true, Ordering::Relaxed);
         assert!(monitor.join().unwrap() > 0);
     });
@@ -782,7 +802,7 @@ fn entries_end_without_the_lock_and_retire_waits_for_every_one() {
                         Ok(()) => break,
                         Err(Error::EntryAlive { .. }) => {
                             refused += 1;
-                            std::thread::yield_now();
+                            std::thread::sleep(std::time::Duration::from_micros(50));
                         }
                         Err(e) => panic!("retire: {e:?}"),
                     }
