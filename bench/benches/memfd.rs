@@ -25,19 +25,6 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 const PAGE: usize = 4096;
 
-fn wildx_raw() -> i32 {
-    let p = wildx::raw::alloc(64);
-    assert!(!p.is_null());
-    // SAFETY: `p` starts a live WRITABLE page of 64 requested bytes that nothing else
-    // knows about.
-    unsafe { p.copy_from_nonoverlapping(ADD.as_ptr(), ADD.len()) };
-    assert_eq!(wildx::raw::seal(p), 0);
-    // SAFETY: `p` is sealed, holds ADD, and is freed only after the call.
-    let r = unsafe { wildx::jit::call_i32_i32(p, black_box(7), black_box(35)) };
-    assert_eq!(wildx::raw::free(p), 0);
-    r
-}
-
 /// The memfd floor: wildx's steps on one page of the file `fd`, by hand.
 fn memfd_floor(fd: i32) -> i32 {
     // SAFETY: a fresh inaccessible page at an address the kernel picks, then replaced
@@ -73,7 +60,7 @@ fn memfd_cycle(c: &mut Criterion) {
     let mut g = c.benchmark_group("memfd_cycle");
     g.bench_function("floor_anonymous", |b| b.iter(|| common::floor_cycle(false)));
     g.bench_function("floor_memfd", |b| b.iter(|| memfd_floor(fd)));
-    g.bench_function("wildx_raw_memfd", |b| b.iter(wildx_raw));
+    g.bench_function("wildx_raw_memfd", |b| b.iter(common::wildx_raw_cycle));
     g.finish();
 }
 

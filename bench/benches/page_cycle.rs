@@ -7,6 +7,11 @@
 //! Run: `cargo bench -p wildx-bench --bench page_cycle` (without `verify-on-call`: with it, the wildx
 //! calls also re-hash the page).
 //!
+//! Instructions per cycle: with `WILDX_PAGE_CYCLE_LOOP=N` the binary only runs `N` of
+//! wildx's raw cycles (in `cycle_loop`) and exits, for
+//! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*cycle_loop*'`
+//! (`docs/performance.md` has the whole command).
+//!
 //! `unsafe` is allowed here because every variant ends in a call into JIT code through a
 //! function pointer, and the floor and peers hand out raw pointers to write the code.
 
@@ -20,19 +25,6 @@ use std::hint::black_box;
 
 use common::{ADD, AddFn, to_fn};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-
-fn wildx_raw() -> i32 {
-    let p = wildx::raw::alloc(64);
-    assert!(!p.is_null());
-    // SAFETY: `p` starts a live WRITABLE page of 64 requested bytes that nothing else
-    // knows about; writing through the pointer is how the raw surface is used.
-    unsafe { p.copy_from_nonoverlapping(ADD.as_ptr(), ADD.len()) };
-    assert_eq!(wildx::raw::seal(p), 0);
-    // SAFETY: `p` is sealed, holds ADD, and is freed only after the call.
-    let r = unsafe { wildx::jit::call_i32_i32(p, black_box(7), black_box(35)) };
-    assert_eq!(wildx::raw::free(p), 0);
-    r
-}
 
 fn wildx_typed() -> i32 {
     let mut page = wildx::Page::new(64).expect("Page::new");
@@ -159,7 +151,7 @@ fn page_cycle(c: &mut Criterion) {
     // to floor_libc_int3_fill is what randomized placement costs the kernel.
     let mut cursor = placed_region_base();
     g.bench_function("floor_libc_int3_fill_placed", |b| b.iter(|| placed_floor_cycle(&mut cursor)));
-    g.bench_function("wildx_raw", |b| b.iter(wildx_raw));
+    g.bench_function("wildx_raw", |b| b.iter(common::wildx_raw_cycle));
     g.bench_function("wildx_typed", |b| b.iter(wildx_typed));
     g.bench_function("wildx_jit_compile_add_i32", |b| b.iter(wildx_jit));
     g.bench_function("region", |b| b.iter(region_cycle));
@@ -220,7 +212,20 @@ fn seal_by_size(c: &mut Criterion) {
 /// variant in rotating order, reported as the median of same-round ratios to the floor.
 /// Criterion's separate runs of each variant drift by +-10% on a shared machine, more than
 /// the few percent compared here; a ratio taken within one round cancels that drift.
+/// `n` of wildx's raw page cycles, nothing else: what callgrind counts (see the module
+/// docs).
+#[inline(never)]
+fn cycle_loop(n: u64) {
+    for _ in 0..n {
+        assert_eq!(common::wildx_raw_cycle(), 42);
+    }
+}
+
 fn paired_ratios(_: &mut Criterion) {
+    if let Ok(n) = std::env::var("WILDX_PAGE_CYCLE_LOOP") {
+        cycle_loop(n.parse().expect("WILDX_PAGE_CYCLE_LOOP is a number of cycles"));
+        std::process::exit(0);
+    }
     let mut cursor = placed_region_base();
     let t = common::paired(
         "page_cycle_paired",
@@ -230,7 +235,7 @@ fn paired_ratios(_: &mut Criterion) {
         &mut [
             ("floor_libc", &mut || assert_eq!(common::floor_cycle(false), 42)),
             ("floor_libc_int3_fill", &mut || assert_eq!(common::floor_cycle(true), 42)),
-            ("wildx_raw", &mut || assert_eq!(wildx_raw(), 42)),
+            ("wildx_raw", &mut || assert_eq!(common::wildx_raw_cycle(), 42)),
             ("wildx_typed", &mut || assert_eq!(wildx_typed(), 42)),
             ("floor_libc_int3_fill_personality", &mut || {
                 // The floor with the READ_IMPLIES_EXEC check an earlier wildx made before

@@ -98,6 +98,21 @@ pub fn floor_cycle(fill: bool) -> i32 {
     r
 }
 
+/// wildx's raw page cycle, the one the floor is compared with: `raw::alloc` 64 bytes,
+/// write the add code, `raw::seal`, `jit::call_i32_i32`, `raw::free`.
+pub fn wildx_raw_cycle() -> i32 {
+    let p = wildx::raw::alloc(64);
+    assert!(!p.is_null());
+    // SAFETY: `p` starts a live WRITABLE page of 64 requested bytes that nothing else
+    // knows about; writing through the pointer is how the raw surface is used.
+    unsafe { p.copy_from_nonoverlapping(ADD.as_ptr(), ADD.len()) };
+    assert_eq!(wildx::raw::seal(p), 0);
+    // SAFETY: `p` is sealed, holds ADD, and is freed only after the call.
+    let r = unsafe { wildx::jit::call_i32_i32(p, black_box(7), black_box(35)) };
+    assert_eq!(wildx::raw::free(p), 0);
+    r
+}
+
 /// Runs `work(&state, iters)` on `threads` threads at once and returns the wall time
 /// from the first thread's start to the last thread's end. Each thread builds its own
 /// state with `setup` before the start barrier and tears it down after its end, so
