@@ -599,11 +599,7 @@ mod tests {
     fn a_page_goes_none_rw_rx_none_and_never_wx() {
         // The last check (the range unmapped) and the W|X scan of the whole process hold
         // only where no other test thread maps memory: in a child running this alone.
-        const ENV: &str = "WILDX_EXECMEM_PAGE_CHILD";
-        if std::env::var_os(ENV).is_none() {
-            let name = "execmem::tests::a_page_goes_none_rw_rx_none_and_never_wx";
-            let deadline = std::time::Duration::from_secs(20);
-            assert!(crate::test_support::child_passes(name, ENV, deadline), "see the child's output above");
+        if !crate::test_support::in_child_alone("execmem::tests::a_page_goes_none_rw_rx_none_and_never_wx") {
             return;
         }
         let len = 16 * sys::PAGE_SIZE;

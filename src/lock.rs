@@ -225,39 +225,11 @@ impl<T> ShardedRwLock<T> {
         WriteGuard { lock: self }
     }
 
-    /// Takes the `writing` word from [`IDLE`] while another writer holds it: spins, then
-    /// sleeps on it. After a sleep it takes the word as [`WRITING_WITH_SLEEPERS`] (as a
-    /// futex mutex takes its contended state), so that its own release wakes whoever
-    /// else slept meanwhile.
+    /// Takes the `writing` word from [`IDLE`] while another writer holds it: the same
+    /// three-state protocol as [`Mutex`] (see [`take_contended`]), SeqCst as in `write`.
     #[cold]
     fn write_contended(&self) {
-        for _ in 0..SPIN_ROUNDS {
-            // Relaxed load: a hint; the compare-exchange (SeqCst, see `write`) decides.
-            if self.writing.load(Ordering::Relaxed) == IDLE
-                && self.writing.compare_exchange(IDLE, WRITING, Ordering::SeqCst, Ordering::Relaxed).is_ok()
-            {
-                return;
-            }
-            core::hint::spin_loop();
-        }
-        loop {
-            // SeqCst: as in `write`.
-            match self.writing.compare_exchange(IDLE, WRITING_WITH_SLEEPERS, Ordering::SeqCst, Ordering::Relaxed) {
-                Ok(_) => return,
-                // Mark that someone sleeps, so the holder's release wakes us; if the
-                // word moved meanwhile, look again. Relaxed: the futex re-reads it.
-                Err(WRITING)
-                    if self
-                        .writing
-                        .compare_exchange(WRITING, WRITING_WITH_SLEEPERS, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_err() =>
-                {
-                    continue;
-                }
-                Err(_) => {}
-            }
-            sys::futex_wait(&self.writing, WRITING_WITH_SLEEPERS);
-        }
+        take_contended(&self.writing, Ordering::SeqCst);
     }
 
     /// Waits until `slot` is zero. SeqCst loads: seeing 0 synchronises with the last
@@ -381,6 +353,31 @@ impl<T> Drop for WriteGuard<'_, T> {
     }
 }
 
+// The registry lock's `writing` word and a mutex's state follow one protocol.
+const _: () = assert!(IDLE == UNLOCKED && WRITING == LOCKED && WRITING_WITH_SLEEPERS == CONTENDED);
+
+/// Takes a three-state futex word ([`UNLOCKED`], [`LOCKED`], [`CONTENDED`]: held and
+/// someone may sleep) after a first compare-exchange from `UNLOCKED` failed: spins for
+/// [`SPIN_ROUNDS`], then sleeps on it. From the sleeping phase on the word says
+/// `CONTENDED` whenever we hold or wait (Drepper's "Futexes Are Tricky"), so the release
+/// that lets us in, and our own release, always wake whoever else sleeps. `order` is the
+/// success ordering of the taking read-modify-write.
+#[cold]
+fn take_contended(word: &AtomicU32, order: Ordering) {
+    for _ in 0..SPIN_ROUNDS {
+        // Relaxed load: a hint; the compare-exchange decides, with `order`.
+        if word.load(Ordering::Relaxed) == UNLOCKED
+            && word.compare_exchange(UNLOCKED, LOCKED, order, Ordering::Relaxed).is_ok()
+        {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    while word.swap(CONTENDED, order) != UNLOCKED {
+        sys::futex_wait(word, CONTENDED);
+    }
+}
+
 /// `Mutex::state`: unlocked.
 const UNLOCKED: u32 = 0;
 /// `Mutex::state`: locked, nobody sleeps.
@@ -434,20 +431,8 @@ impl<T> Mutex<T> {
 
     #[cold]
     fn lock_contended(&self) {
-        for _ in 0..SPIN_ROUNDS {
-            // Relaxed load: a hint; the compare-exchange acquires.
-            if self.state.load(Ordering::Relaxed) == UNLOCKED
-                && self.state.compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok()
-            {
-                return;
-            }
-            core::hint::spin_loop();
-        }
-        // From here on the state says CONTENDED whenever we hold or wait, so the unlock
-        // that releases us always wakes someone. Acquire: as in `lock`.
-        while self.state.swap(CONTENDED, Ordering::Acquire) != UNLOCKED {
-            sys::futex_wait(&self.state, CONTENDED);
-        }
+        // Acquire: as in `lock`.
+        take_contended(&self.state, Ordering::Acquire);
     }
 
     /// Unlocks a mutex whose guard was forgotten.
@@ -637,13 +622,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore)]
     fn fifo_waiter_behind_a_preempted_holder_sleeps() {
-        const ENV: &str = "WILDX_LOCK_FIFO_CHILD";
-        if std::env::var_os(ENV).is_none() {
-            let name = "lock::tests::fifo_waiter_behind_a_preempted_holder_sleeps";
-            assert!(
-                crate::test_support::child_passes(name, ENV, std::time::Duration::from_secs(20)),
-                "see the child's output above"
-            );
+        if !crate::test_support::in_child_alone("lock::tests::fifo_waiter_behind_a_preempted_holder_sleeps") {
             return;
         }
         static MUTEX: Mutex<u64> = Mutex::new(0);

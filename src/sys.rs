@@ -148,10 +148,10 @@ const fn refuse_wx(prot: u32) -> Result<(), Errno> {
 /// `mm/mmap.c`, `do_mprotect_pkey` in `mm/mprotect.c`). So every writable mapping wildx
 /// makes is non-executable whatever the calling thread's personality, with no syscall to
 /// ask for it and no window between asking and mapping. `/proc/self/maps` shows such a
-/// mapping as `-w-p` (`-w-s` for a shared one). The one thing a read-less mapping refuses
-/// is a read through the kernel's page pinning without `FOLL_FORCE` (`O_DIRECT` writes
-/// from it, `vmsplice`, `process_vm_readv`): those get `EFAULT`. Debuggers read it
-/// (`/proc/<pid>/mem` and ptrace force).
+/// mapping as `-w-p` (`-w-s` for a shared one). The one thing a read-less mapping
+/// refuses is a read through the kernel's page pinning without `FOLL_FORCE`
+/// (`process_vm_readv`, tested; `O_DIRECT` writes from it and `vmsplice` take the same
+/// path): `EFAULT`. Debuggers read it (`/proc/<pid>/mem` and ptrace force).
 #[inline]
 const fn writable_without_read(prot: u32) -> u32 {
     if prot & PROT_WRITE != 0 { prot & !PROT_READ } else { prot }
@@ -829,11 +829,7 @@ mod tests {
         // That the range is unmapped after `munmap` can only be seen where no other
         // thread maps memory (the kernel hands a freed address straight back): in a
         // child process running this test alone.
-        const ENV: &str = "WILDX_SYS_MAPS_CHILD";
-        if std::env::var_os(ENV).is_none() {
-            let name = "sys::tests::mmap_mprotect_munmap_really_change_the_mapping";
-            let deadline = std::time::Duration::from_secs(20);
-            assert!(crate::test_support::child_passes(name, ENV, deadline), "see the child's output above");
+        if !crate::test_support::in_child_alone("sys::tests::mmap_mprotect_munmap_really_change_the_mapping") {
             return;
         }
         let p = mmap_anonymous(8192, PROT_READ | PROT_WRITE).unwrap();
