@@ -79,21 +79,17 @@ fn switch_on_read_implies_exec() -> libc::c_int {
 }
 
 /// Runs the bytes at `code` in a forked grandchild and returns the signal that killed it
-/// (0 if it returned).
-fn signal_when_run(code: *const u8) -> i32 {
-    // SAFETY: the grandchild only jumps to `code` and exits; the parent only waits.
-    unsafe {
-        let pid = libc::fork();
-        assert!(pid >= 0);
-        if pid == 0 {
-            let f: extern "C" fn() = std::mem::transmute(code);
-            f();
-            libc::_exit(0);
-        }
-        let mut status = 0;
-        assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
-        if libc::WIFSIGNALED(status) { libc::WTERMSIG(status) } else { 0 }
-    }
+/// (`None` if it returned).
+fn signal_when_run(code: *const u8) -> Option<i32> {
+    common::in_grandchild(|| {
+        // SAFETY: `code` starts a wildx page holding only its int3 fill: executable, the
+        // call would trap at its first byte (SIGTRAP); not executable, the jump faults
+        // (SIGSEGV). Either way this grandchild dies before any code of ours runs, and
+        // only how it died is looked at.
+        let f: extern "C" fn() = unsafe { std::mem::transmute(code) };
+        f();
+    })
+    .signal()
 }
 
 /// Under `READ_IMPLIES_EXEC` the kernel adds `PROT_EXEC` to every mapping asked for with
@@ -126,8 +122,8 @@ fn read_implies_exec_cannot_make_a_wildx_mapping_executable() {
 
         // A WRITABLE page is not executable: running it faults (SIGSEGV, not the int3's
         // SIGTRAP it would raise if it ran).
-        assert_eq!(signal_when_run(pages[0]), libc::SIGSEGV);
-        assert_eq!(signal_when_run(earlier), libc::SIGSEGV);
+        assert_eq!(signal_when_run(pages[0]), Some(libc::SIGSEGV));
+        assert_eq!(signal_when_run(earlier), Some(libc::SIGSEGV));
         // Sealing, calling and publishing work as without the personality.
         assert_eq!(wildx::jit::install_add_i32(pages[1]), 0);
         assert_eq!(wildx::raw::seal(pages[1]), 0);
@@ -162,6 +158,38 @@ fn read_implies_exec_cannot_make_a_wildx_mapping_executable() {
         assert_eq!(wildx::raw::free(earlier) + wildx::raw::free(sealed), 0);
         code.free().unwrap();
     });
+}
+
+/// What `PROT_WRITE` alone (no `PROT_READ`) changes for a WRITABLE page: the process
+/// reads it as usual, a debugger's forced read works, and only the kernel's unforced
+/// page pinning refuses to read it (`process_vm_readv` here: `EFAULT`), as
+/// `docs/hardening.md` says. Sealed code reads through both.
+#[test]
+fn a_writable_page_reads_back_and_only_unforced_kernel_reads_refuse_it() {
+    use std::os::unix::fs::FileExt;
+    let p = wildx::raw::alloc(64);
+    assert!(!p.is_null());
+    assert_eq!(wildx::jit::install_add_i32(p), 0);
+    // SAFETY: a live WRITABLE page of 64 requested bytes; read only.
+    let mine = unsafe { std::slice::from_raw_parts(p, 8) }.to_vec();
+    assert_eq!(&mine[..5], &wildx::jit::ADD_I32[..], "the process reads its own writes");
+    assert_eq!(mine[5], 0xCC);
+    let mem = std::fs::File::open("/proc/self/mem").unwrap();
+    let mut forced = [0u8; 8];
+    mem.read_exact_at(&mut forced, p as u64).unwrap();
+    assert_eq!(forced.to_vec(), mine, "a debugger's read (/proc/pid/mem forces it)");
+    let vm_read = |addr: *const u8| {
+        let mut out = [0u8; 8];
+        let local = libc::iovec { iov_base: out.as_mut_ptr().cast(), iov_len: 8 };
+        let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: 8 };
+        // SAFETY: reads 8 bytes of this process at `addr` into `out`, which lives here.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if n < 0 { Err(std::io::Error::last_os_error().raw_os_error()) } else { Ok(out) }
+    };
+    assert_eq!(vm_read(p), Err(Some(libc::EFAULT)), "unforced pinning does not read -w- memory");
+    assert_eq!(wildx::raw::seal(p), 0);
+    assert_eq!(vm_read(p).map(|b| b.to_vec()), Ok(mine), "sealed code is r-x: readable");
+    assert_eq!(wildx::raw::free(p), 0);
 }
 
 // ---------------------------------------------------------------------------------------

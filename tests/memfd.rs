@@ -76,23 +76,6 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// Runs `body` in a grandchild and returns how it ended (for faults).
-fn in_grandchild(body: impl FnOnce()) -> std::process::ExitStatus {
-    // SAFETY: the child only runs `body` and `_exit`s; the test child is single-threaded
-    // here (the harness runs it with one test thread and nothing else spawned).
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        body();
-        // SAFETY: leaves the grandchild without running the parent's destructors.
-        unsafe { libc::_exit(0) };
-    }
-    let mut status = 0;
-    // SAFETY: waits for our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    std::process::ExitStatus::from_raw(status)
-}
-
 #[test]
 fn pages_fall_back_to_a_memfd_where_anonymous_exec_is_refused() {
     run_in_child("pages_fall_back_to_a_memfd_where_anonymous_exec_is_refused", || {
@@ -119,14 +102,14 @@ fn pages_fall_back_to_a_memfd_where_anonymous_exec_is_refused() {
         Maps::read().assert_no_wx();
         assert_eq!(wildx::raw::state(code.as_ptr()), Some(State::Executable));
         // The sealed page cannot be written, the writable one cannot be run.
-        let status = in_grandchild(|| {
+        let status = common::in_grandchild(|| {
             // SAFETY: a write into sealed code, on purpose: it must fault.
             unsafe { (addr as *mut u8).write_volatile(0xc3) };
         });
         assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
         let pending = Page::new(16).unwrap();
         let at = pending.as_ptr() as usize;
-        let status = in_grandchild(|| {
+        let status = common::in_grandchild(|| {
             // SAFETY: a call into a WRITABLE page, on purpose: it must fault. (The
             // grandchild inherits no view of the file, so even the address is empty.)
             let f: extern "C" fn() = unsafe { std::mem::transmute(at) };
@@ -229,13 +212,13 @@ fn arenas_work_in_memfd_mode() {
         assert_eq!(arena.verify_all(), Ok(()));
         // A published function cannot be written; a pending one cannot be run.
         let published = arena.addr(ids[0]).unwrap();
-        let status = in_grandchild(|| {
+        let status = common::in_grandchild(|| {
             // SAFETY: on purpose: it must fault.
             unsafe { (published as *mut u8).write_volatile(0) };
         });
         assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
         let pending = arena.addr(arena.push(&RET42).unwrap()).unwrap();
-        let status = in_grandchild(|| {
+        let status = common::in_grandchild(|| {
             // SAFETY: on purpose: it must fault.
             let f: extern "C" fn() = unsafe { std::mem::transmute(pending) };
             f();
@@ -248,7 +231,7 @@ fn arenas_work_in_memfd_mode() {
             arena.retire(id).unwrap();
         }
         assert_eq!(mapping_at(arena.base()).map(|m| m.2), Some("---p".to_string()));
-        let status = in_grandchild(|| {
+        let status = common::in_grandchild(|| {
             // SAFETY: on purpose: a stale call into a released page must fault.
             let f: extern "C" fn() = unsafe { std::mem::transmute(published) };
             f();
@@ -366,7 +349,7 @@ fn a_forked_child_inherits_none_of_the_parents_code() {
         let parent_fd_target = memfd_fd_targets();
         assert_eq!(parent_fd_target.len(), 1);
 
-        let status = in_grandchild(|| {
+        let status = common::in_grandchild(|| {
             // Until its first wildx call the registry still names the parent's pages;
             // the signal-safe verify (which may not take locks to forget them) says
             // they are not this process's.
@@ -396,14 +379,14 @@ fn a_forked_child_inherits_none_of_the_parents_code() {
             // SAFETY: as above.
             drop(unsafe { std::ptr::read(&arena) });
             for at in [code_at, pending_at] {
-                let status = in_grandchild(|| {
+                let status = common::in_grandchild(|| {
                     // SAFETY: on purpose: the parent's code is not here; this must fault.
                     let f: extern "C" fn() = unsafe { std::mem::transmute(at) };
                     f();
                 });
                 assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status:?}");
             }
-            let status = in_grandchild(|| {
+            let status = common::in_grandchild(|| {
                 // SAFETY: on purpose: no writable view of the parent's page is inherited.
                 unsafe { (pending_at as *mut u8).write_volatile(0xc3) };
             });

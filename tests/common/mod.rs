@@ -328,6 +328,24 @@ impl RawMaps {
     }
 }
 
+/// Runs `body` in a forked child of this (test child) process and returns how it ended:
+/// for a fault that must end the process (check it with `ExitStatusExt::signal`).
+pub fn in_grandchild(body: impl FnOnce()) -> std::process::ExitStatus {
+    // SAFETY: the child only runs `body` and `_exit`s; the test child is single-threaded
+    // here (the harness runs it with one test thread and nothing else spawned).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        body();
+        // SAFETY: leaves the grandchild without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    std::process::ExitStatus::from_raw(status)
+}
+
 /// Reads `/proc/self/maps` and panics if any mapping is both writable and executable,
 /// naming `step` (the operation just done) and listing the offending mappings.
 pub fn assert_no_wx(step: &str) {
