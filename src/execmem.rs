@@ -369,6 +369,9 @@ fn exec_refused(errno: Errno, backing: Backing) -> Error {
 ///
 /// # Errors
 /// [`Error::ExecDenied`] in denied mode; [`Error::Os`] if the kernel refuses.
+///
+/// Always inlined into its one caller, `page::alloc`, as `placement::map` is into it.
+#[inline(always)]
 pub(crate) fn map_page(len: usize) -> Result<(NonNull<u8>, Backing), Error> {
     let backing = backing()?;
     let ptr = match backing {

@@ -166,6 +166,7 @@ pub unsafe fn call_i32_i32(f: *mut u8, a: i32, b: i32) -> i32 {
 
 /// Frees a page from [`compile_add_i32`]: the same as [`crate::raw::free`].
 #[must_use]
+#[inline]
 pub fn free(f: *mut u8) -> i32 {
     crate::raw::free(f)
 }

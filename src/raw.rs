@@ -22,6 +22,12 @@
 use crate::page::{self, Access};
 use crate::registry::State;
 
+// `alloc`, `seal` and `free` are `#[inline]`: each is a thin wrapper, and inlined into the
+// caller it leaves one wildx function between the caller and the syscall, as libc's
+// wrappers do. Measured: the page cycle is about 1 % faster than with the wrapper as a
+// call of its own (`docs/performance.md`).
+
+#[inline]
 fn code<T>(result: Result<T, crate::Error>) -> i32 {
     if result.is_ok() { 0 } else { -1 }
 }
@@ -33,6 +39,7 @@ fn code<T>(result: Result<T, crate::Error>) -> i32 {
 /// passes `isize::MAX` (e.g. `usize::MAX`), a size that would pass the quota, a
 /// refused `mmap`, or a registry that cannot grow.
 #[must_use]
+#[inline]
 pub fn alloc(size: usize) -> *mut u8 {
     page::alloc(size, Access::Raw).map_or(core::ptr::null_mut(), |(p, _)| p.as_ptr())
 }
@@ -46,6 +53,7 @@ pub fn alloc(size: usize) -> *mut u8 {
 ///
 /// The caller must not write the page from another thread while it is being sealed.
 #[must_use]
+#[inline]
 pub fn seal(page: *mut u8) -> i32 {
     code(page::seal(page, Access::Raw))
 }
@@ -59,6 +67,7 @@ pub fn seal(page: *mut u8) -> i32 {
 ///
 /// No other thread may be calling into the page while it is freed.
 #[must_use]
+#[inline]
 pub fn free(page: *mut u8) -> i32 {
     code(page::free(page, Access::Raw))
 }
