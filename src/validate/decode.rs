@@ -347,6 +347,30 @@ pub(super) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Ru
     general(code, at, o)
 }
 
+/// [`decode_into`] with the general path out of line, for the sweep that keeps every
+/// instruction: the fast path takes most instructions of compiler output, and the loop
+/// around it keeps its values in registers when the large general decoder is not
+/// inlined into it (the same functions decide, so the result is `decode_into`'s).
+/// The sweep that keeps nothing uses [`decode_into`], where inlining lets the compiler
+/// drop the parts of the record it never reads.
+///
+/// # Errors
+/// As [`decode_into`].
+#[inline(always)]
+pub(super) fn decode_into_outlined(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
+    debug_assert!(*o == Insn::EMPTY);
+    if let Some(len) = fast(code, at, o) {
+        return Ok(len);
+    }
+    general_outlined(code, at, o)
+}
+
+/// [`general`], not inlined (see [`decode_into_outlined`]).
+#[inline(never)]
+fn general_outlined(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
+    general(code, at, o)
+}
+
 /// The commonest instructions of compiler output, taken before [`general`]: `ret`,
 /// `jmp`/`jcc rel8`, `nop`, `push`/`pop r64`, `lea`, and the register forms (ModRM mod
 /// 3) of the ALU ops, `test`, `mov`, shifts, group 3 and `inc`/`dec`, `mov r, imm`,

@@ -226,7 +226,7 @@ fn run(
     while at < code.len() {
         // Decoded straight into its node: no copy of the result.
         let node = list.push_mut(Node { insn: Insn::EMPTY, at: at as u32, target: 0, slot: 0, flags: 0 })?;
-        let len = match decode::decode_into(code, at, &mut node.insn) {
+        let len = match decode::decode_into_outlined(code, at, &mut node.insn) {
             Ok(len) => len,
             Err(rule) => return Some(Err(Violation { offset: at, rule })),
         };
