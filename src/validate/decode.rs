@@ -384,30 +384,41 @@ fn general_outlined(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
 #[inline(always)]
 fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
     let b0 = *code.get(at)?;
-    match b0 {
-        // C3: ret (with no prefix at all)
-        0xc3 => {
+    // One table lookup gives the form; a REX moves on to the opcode after it, whose
+    // form must then be one that takes a REX.
+    let mut class = FAST[b0 as usize];
+    let (rex, p, op) = if class == F_REX {
+        let op = *code.get(at + 1)?;
+        class = FAST[op as usize];
+        if class >= F_NO_REX {
+            return None;
+        }
+        (b0, at + 1, op)
+    } else {
+        (0, at, b0)
+    };
+    let w = rex & 8 != 0;
+    let b = (rex & 1) << 3;
+    match class {
+        F_NONE | F_REX => return None,
+        // C3: ret
+        F_RET => {
             o.flow = Flow::Ret;
             o.reads = gpr(RSP);
             o.writes = gpr(RSP);
             o.mem = Some(stack_slot(false));
-            o.len = 1;
-            return Some(1);
+            return done(o, at, at + 1);
         }
-        // 70-7F: jcc rel8, EB: jmp rel8 (with no prefix at all)
-        0x70..=0x7f | 0xeb => {
+        // 70-7F: jcc rel8, EB: jmp rel8
+        F_JCC8 | F_JMP8 => {
             let target = at as i64 + 2 + *code.get(at + 1)? as i8 as i64;
-            o.flow = if b0 == 0xeb { Flow::Jump(target) } else { Flow::Branch(target) };
-            o.len = 2;
-            return Some(2);
+            o.flow = if class == F_JMP8 { Flow::Jump(target) } else { Flow::Branch(target) };
+            return done(o, at, at + 2);
         }
         // 90: nop
-        0x90 => {
-            o.len = 1;
-            return Some(1);
-        }
+        F_NOP => return done(o, at, at + 1),
         // One mandatory prefix before the 0F map (or the operand-size prefix of a nop).
-        0x66 | 0xf2 | 0xf3 => {
+        F_PREFIX => {
             let b1 = *code.get(at + 1)?;
             let rex = if b1 & 0xf0 == 0x40 { b1 } else { 0 };
             let p = at + 1 + (rex != 0) as usize;
@@ -416,40 +427,32 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
             }
             return fast_0f(code, at, p + 1, b0, rex, o);
         }
-        _ => {}
-    }
-    // An optional REX, then the opcode.
-    let rex = if b0 & 0xf0 == 0x40 { b0 } else { 0 };
-    let p = at + (rex != 0) as usize;
-    let op = *code.get(p)?;
-    let w = rex & 8 != 0;
-    let b = (rex & 1) << 3;
-    match op {
         // 50-57: push r64 / 58-5F: pop r64
-        0x50..=0x5f => {
+        F_PUSH => {
             let r = (op & 7) | b;
-            if op < 0x58 {
-                o.reads = gpr(r) | gpr(RSP);
-                o.writes = gpr(RSP);
-                o.op = Op::Push(r);
-                o.mem = Some(stack_slot(true));
-            } else {
-                o.reads = gpr(RSP);
-                o.writes = gpr(r) | gpr(RSP);
-                o.op = Op::Pop(r);
-                o.mem = Some(stack_slot(false));
-            }
+            o.reads = gpr(r) | gpr(RSP);
+            o.writes = gpr(RSP);
+            o.op = Op::Push(r);
+            o.mem = Some(stack_slot(true));
             return done(o, at, p + 1);
         }
-        0x0f => return fast_0f(code, at, p + 1, 0, rex, o),
+        F_POP => {
+            let r = (op & 7) | b;
+            o.reads = gpr(RSP);
+            o.writes = gpr(r) | gpr(RSP);
+            o.op = Op::Pop(r);
+            o.mem = Some(stack_slot(false));
+            return done(o, at, p + 1);
+        }
+        F_0F => return fast_0f(code, at, p + 1, 0, rex, o),
         // 98: cdqe (cwde), 99: cqo (cdq)
-        0x98 | 0x99 => {
+        F_CONVERT => {
             o.reads = gpr(RAX);
             o.writes = gpr(if op == 0x98 { RAX } else { RDX });
             return done(o, at, p + 1);
         }
         // B8-BF: mov r, Iv
-        0xb8..=0xbf => {
+        F_MOV_IMM => {
             let end = p + 1 + if w { 8 } else { 4 };
             if end > code.len() {
                 return None;
@@ -458,7 +461,7 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
             return done(o, at, end);
         }
         // 8D: lea Gv, M
-        0x8d => {
+        F_LEA => {
             let m = *code.get(p + 1)?;
             let (mem, end) = fast_mem(code, p + 1, m, rex, 0)?;
             let reg = ((m >> 3) & 7) | ((rex & 4) << 1);
@@ -473,10 +476,6 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
         _ => {}
     }
     // The register forms (ModRM mod 3) of v-sized operands.
-    let is_alu = op < 0x40 && (op & 7 == 1 || op & 7 == 3);
-    if !(is_alu || matches!(op, 0x83 | 0x85 | 0x89 | 0x8b | 0xc1 | 0xd1 | 0xd3 | 0xf7 | 0xff)) {
-        return None;
-    }
     let m = *code.get(p + 1)?;
     if m >> 6 != 3 {
         return None;
@@ -484,9 +483,9 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
     let reg = ((m >> 3) & 7) | ((rex & 4) << 1);
     let n = (m & 7) | b;
     let mut end = p + 2;
-    match op {
+    match class {
         // 83: grp1 Ev, Ib (add, or, adc, sbb, and, sub, xor, cmp)
-        0x83 => {
+        F_GRP1_IB => {
             let imm = *code.get(p + 2)? as i8 as i32;
             end += 1;
             let alu = reg & 7;
@@ -499,9 +498,9 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
             }
         }
         // 85: test Ev, Gv
-        0x85 => o.reads = gpr(n) | gpr(reg),
+        F_TEST => o.reads = gpr(n) | gpr(reg),
         // 89: mov Ev, Gv
-        0x89 => {
+        F_MOV_STORE => {
             o.writes = gpr(n);
             o.reads = gpr(reg);
             if w {
@@ -509,7 +508,7 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
             }
         }
         // 8B: mov Gv, Ev
-        0x8b => {
+        F_MOV_LOAD => {
             o.reads = gpr(n);
             o.writes = gpr(reg);
             if w {
@@ -517,7 +516,7 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
             }
         }
         // C1: grp2 Ev, Ib / D1: by 1 / D3: by CL
-        0xc1 | 0xd1 | 0xd3 => {
+        F_SHIFT => {
             if op == 0xc1 {
                 if p + 2 >= code.len() {
                     return None;
@@ -529,7 +528,7 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
         }
         // F7 /2, /3: not, neg; /4-/7: mul, imul, div, idiv (/0 test and /1 go the
         // general way)
-        0xf7 => match reg & 7 {
+        F_GRP3 => match reg & 7 {
             2 | 3 => {
                 o.reads = gpr(n);
                 o.writes = gpr(n);
@@ -541,7 +540,7 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
             _ => return None,
         },
         // FF /0, /1: inc, dec Ev
-        0xff => {
+        F_GRP5 => {
             if reg & 7 > 1 {
                 return None;
             }
@@ -564,6 +563,65 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
     }
     done(o, at, end)
 }
+
+// The forms of the fast path's table. Those from `F_NO_REX` on are taken only without
+// a REX (the general path decides the rest).
+const F_NONE: u8 = 0;
+const F_ALU: u8 = 1;
+const F_GRP1_IB: u8 = 2;
+const F_TEST: u8 = 3;
+const F_MOV_STORE: u8 = 4;
+const F_MOV_LOAD: u8 = 5;
+const F_SHIFT: u8 = 6;
+const F_GRP3: u8 = 7;
+const F_GRP5: u8 = 8;
+const F_PUSH: u8 = 9;
+const F_POP: u8 = 10;
+const F_0F: u8 = 11;
+const F_CONVERT: u8 = 12;
+const F_MOV_IMM: u8 = 13;
+const F_LEA: u8 = 14;
+const F_NO_REX: u8 = 15;
+const F_RET: u8 = 15;
+const F_JCC8: u8 = 16;
+const F_JMP8: u8 = 17;
+const F_NOP: u8 = 18;
+const F_PREFIX: u8 = 19;
+const F_REX: u8 = 20;
+
+/// The fast path's form of each first byte.
+const FAST: [u8; 256] = {
+    let mut t = [F_NONE; 256];
+    let mut i = 0;
+    while i < 256 {
+        let op = i as u8;
+        t[i] = match op {
+            0x00..=0x3f if op & 7 == 1 || op & 7 == 3 => F_ALU,
+            0x40..=0x4f => F_REX,
+            0x50..=0x57 => F_PUSH,
+            0x58..=0x5f => F_POP,
+            0x0f => F_0F,
+            0x66 | 0xf2 | 0xf3 => F_PREFIX,
+            0x70..=0x7f => F_JCC8,
+            0x83 => F_GRP1_IB,
+            0x85 => F_TEST,
+            0x89 => F_MOV_STORE,
+            0x8b => F_MOV_LOAD,
+            0x8d => F_LEA,
+            0x90 => F_NOP,
+            0x98 | 0x99 => F_CONVERT,
+            0xb8..=0xbf => F_MOV_IMM,
+            0xc1 | 0xd1 | 0xd3 => F_SHIFT,
+            0xc3 => F_RET,
+            0xeb => F_JMP8,
+            0xf7 => F_GRP3,
+            0xff => F_GRP5,
+            _ => F_NONE,
+        };
+        i += 1;
+    }
+    t
+};
 
 /// The fast path's instruction from `at` to `end`: its length.
 #[inline(always)]
