@@ -82,15 +82,12 @@ impl State {
         if self.regs[RSP as usize] != other.regs[RSP as usize] {
             return Err(Rule::StackMismatch);
         }
+        // Selects rather than branches, so the loops become a few vector operations.
         for (a, b) in self.regs.iter_mut().zip(other.regs.iter()) {
-            if a != b {
-                *a = OTHER;
-            }
+            *a = if *a == *b { *a } else { OTHER };
         }
         for (a, b) in self.slots.iter_mut().zip(other.slots.iter()) {
-            if a != b {
-                *a = 0;
-            }
+            *a = if *a == *b { *a } else { 0 };
         }
         self.defined &= other.defined;
         Ok(*self != before)
