@@ -364,12 +364,14 @@ fn flow(
     while let Some(start) = from.take() {
         let mut carried = false;
         for i in start..n {
-            if nodes[i].flags & PENDING == 0 {
-                carried = false;
-                continue;
-            }
-            nodes[i].flags &= !PENDING;
+            // An instruction the one before carried into is pending by construction
+            // (nothing else reaches it, and its flags are never read): only the others
+            // are looked up and cleared.
             if !carried {
+                if nodes[i].flags & PENDING == 0 {
+                    continue;
+                }
+                nodes[i].flags &= !PENDING;
                 debug_assert!(i == 0 || nodes[i].flags & TARGET != 0);
                 s = states[nodes[i].slot as usize];
             }
@@ -446,7 +448,7 @@ fn enter(
 ) -> Result<bool, Rule> {
     let Some(node) = nodes.get_mut(t) else { return Err(Rule::FallsOffEnd) };
     if t == i + 1 && node.flags & TARGET == 0 {
-        node.flags |= REACHED | PENDING;
+        // Carried: `flow` runs it next, without flags (see there).
         return Ok(true);
     }
     let state = &mut states[node.slot as usize];
