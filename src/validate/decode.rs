@@ -341,6 +341,433 @@ pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
 #[inline(always)]
 pub(super) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
     debug_assert!(*o == Insn::EMPTY);
+    if let Some(len) = fast(code, at, o) {
+        return Ok(len);
+    }
+    general(code, at, o)
+}
+
+/// [`decode_into`] with the general path out of line, for the sweep that keeps every
+/// instruction: the fast path takes most instructions of compiler output, and the loop
+/// around it keeps its values in registers when the large general decoder is not
+/// inlined into it (the same functions decide, so the result is `decode_into`'s).
+/// The sweep that keeps nothing uses [`decode_into`], where inlining lets the compiler
+/// drop the parts of the record it never reads.
+///
+/// # Errors
+/// As [`decode_into`].
+#[inline(always)]
+pub(super) fn decode_into_outlined(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
+    debug_assert!(*o == Insn::EMPTY);
+    if let Some(len) = fast(code, at, o) {
+        return Ok(len);
+    }
+    general_outlined(code, at, o)
+}
+
+/// [`general`], not inlined (see [`decode_into_outlined`]).
+#[inline(never)]
+fn general_outlined(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
+    general(code, at, o)
+}
+
+/// The commonest instructions of compiler output, taken before [`general`]: `ret`,
+/// `jmp`/`jcc rel8`, `nop`, `push`/`pop r64`, `lea`, and the register forms (ModRM mod
+/// 3) of the ALU ops, `test`, `mov`, shifts, group 3 and `inc`/`dec`, `mov r, imm`,
+/// `cqo`/`cdqe`; in the `0F` map `cmovcc`, `imul`, the multi-byte `nop`s and the
+/// register forms of the scalar SSE rows; each with the optional REX (and for the `0F`
+/// map the one `66`, `F2` or `F3`) that the general path accepts there. Writes into
+/// `o` (which is [`Insn::EMPTY`]) exactly what [`general`] would and returns the
+/// length, or returns `None`, with `o` untouched, for anything else, bytes that end
+/// too early included ([`general`] then decides). A unit test compares the two over
+/// random and steered byte strings.
+#[inline(always)]
+fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
+    let b0 = *code.get(at)?;
+    // One table lookup gives the form; a REX moves on to the opcode after it, whose
+    // form must then be one that takes a REX.
+    let mut class = FAST[b0 as usize];
+    let (rex, p, op) = if class == F_REX {
+        let op = *code.get(at + 1)?;
+        class = FAST[op as usize];
+        if class >= F_NO_REX {
+            return None;
+        }
+        (b0, at + 1, op)
+    } else {
+        (0, at, b0)
+    };
+    let w = rex & 8 != 0;
+    let b = (rex & 1) << 3;
+    match class {
+        F_NONE | F_REX => return None,
+        // C3: ret
+        F_RET => {
+            o.flow = Flow::Ret;
+            o.reads = gpr(RSP);
+            o.writes = gpr(RSP);
+            o.mem = Some(stack_slot(false));
+            return done(o, at, at + 1);
+        }
+        // 70-7F: jcc rel8, EB: jmp rel8
+        F_JCC8 | F_JMP8 => {
+            let target = at as i64 + 2 + *code.get(at + 1)? as i8 as i64;
+            o.flow = if class == F_JMP8 { Flow::Jump(target) } else { Flow::Branch(target) };
+            return done(o, at, at + 2);
+        }
+        // 90: nop
+        F_NOP => return done(o, at, at + 1),
+        // One mandatory prefix before the 0F map (or the operand-size prefix of a nop).
+        F_PREFIX => {
+            let b1 = *code.get(at + 1)?;
+            let rex = if b1 & 0xf0 == 0x40 { b1 } else { 0 };
+            let p = at + 1 + (rex != 0) as usize;
+            if *code.get(p)? != 0x0f {
+                return None;
+            }
+            return fast_0f(code, at, p + 1, b0, rex, o);
+        }
+        // 50-57: push r64 / 58-5F: pop r64
+        F_PUSH => {
+            let r = (op & 7) | b;
+            o.reads = gpr(r) | gpr(RSP);
+            o.writes = gpr(RSP);
+            o.op = Op::Push(r);
+            o.mem = Some(stack_slot(true));
+            return done(o, at, p + 1);
+        }
+        F_POP => {
+            let r = (op & 7) | b;
+            o.reads = gpr(RSP);
+            o.writes = gpr(r) | gpr(RSP);
+            o.op = Op::Pop(r);
+            o.mem = Some(stack_slot(false));
+            return done(o, at, p + 1);
+        }
+        F_0F => return fast_0f(code, at, p + 1, 0, rex, o),
+        // 98: cdqe (cwde), 99: cqo (cdq)
+        F_CONVERT => {
+            o.reads = gpr(RAX);
+            o.writes = gpr(if op == 0x98 { RAX } else { RDX });
+            return done(o, at, p + 1);
+        }
+        // B8-BF: mov r, Iv
+        F_MOV_IMM => {
+            let end = p + 1 + if w { 8 } else { 4 };
+            if end > code.len() {
+                return None;
+            }
+            o.writes = gpr((op & 7) | b);
+            return done(o, at, end);
+        }
+        // 8D: lea Gv, M
+        F_LEA => {
+            let m = *code.get(p + 1)?;
+            let (mem, end) = fast_mem(code, p + 1, m, rex, 0)?;
+            let reg = ((m >> 3) & 7) | ((rex & 4) << 1);
+            o.reads = addr_regs(&mem);
+            o.writes = gpr(reg);
+            o.mem = Some(mem);
+            if w {
+                o.op = Op::Lea(reg);
+            }
+            return done(o, at, end);
+        }
+        _ => {}
+    }
+    // The register forms (ModRM mod 3) of v-sized operands.
+    let m = *code.get(p + 1)?;
+    if m >> 6 != 3 {
+        return None;
+    }
+    let reg = ((m >> 3) & 7) | ((rex & 4) << 1);
+    let n = (m & 7) | b;
+    let mut end = p + 2;
+    match class {
+        // 83: grp1 Ev, Ib (add, or, adc, sbb, and, sub, xor, cmp)
+        F_GRP1_IB => {
+            let imm = *code.get(p + 2)? as i8 as i32;
+            end += 1;
+            let alu = reg & 7;
+            o.reads = gpr(n);
+            if alu != 7 {
+                o.writes = gpr(n);
+            }
+            if w && (alu == 0 || alu == 5) {
+                o.op = Op::AddImm(n, if alu == 0 { imm } else { -imm });
+            }
+        }
+        // 85: test Ev, Gv
+        F_TEST => o.reads = gpr(n) | gpr(reg),
+        // 89: mov Ev, Gv
+        F_MOV_STORE => {
+            o.writes = gpr(n);
+            o.reads = gpr(reg);
+            if w {
+                o.op = Op::Mov(n, reg);
+            }
+        }
+        // 8B: mov Gv, Ev
+        F_MOV_LOAD => {
+            o.reads = gpr(n);
+            o.writes = gpr(reg);
+            if w {
+                o.op = Op::Mov(reg, n);
+            }
+        }
+        // C1: grp2 Ev, Ib / D1: by 1 / D3: by CL
+        F_SHIFT => {
+            if op == 0xc1 {
+                if p + 2 >= code.len() {
+                    return None;
+                }
+                end += 1;
+            }
+            o.reads = gpr(n) | if op == 0xd3 { gpr(RCX) } else { 0 };
+            o.writes = gpr(n);
+        }
+        // F7 /2, /3: not, neg; /4-/7: mul, imul, div, idiv (/0 test and /1 go the
+        // general way)
+        F_GRP3 => match reg & 7 {
+            2 | 3 => {
+                o.reads = gpr(n);
+                o.writes = gpr(n);
+            }
+            4..=7 => {
+                o.reads = gpr(n) | gpr(RAX) | if reg & 7 >= 6 { gpr(RDX) } else { 0 };
+                o.writes = gpr(RAX) | gpr(RDX);
+            }
+            _ => return None,
+        },
+        // FF /0, /1: inc, dec Ev
+        F_GRP5 => {
+            if reg & 7 > 1 {
+                return None;
+            }
+            o.reads = gpr(n);
+            o.writes = gpr(n);
+        }
+        // 00-3B: the ALU ops, Ev,Gv (low bits 1) and Gv,Ev (low bits 3)
+        _ => {
+            let alu = op >> 3;
+            if n == reg && (alu == 6 || alu == 5) {
+                // xor r, r and sub r, r: zeroing idioms, they read nothing.
+                o.writes = gpr(n);
+            } else {
+                o.reads = gpr(n) | gpr(reg);
+                if alu != 7 {
+                    o.writes = gpr(if op & 2 != 0 { reg } else { n });
+                }
+            }
+        }
+    }
+    done(o, at, end)
+}
+
+// The forms of the fast path's table. Those from `F_NO_REX` on are taken only without
+// a REX (the general path decides the rest).
+const F_NONE: u8 = 0;
+const F_ALU: u8 = 1;
+const F_GRP1_IB: u8 = 2;
+const F_TEST: u8 = 3;
+const F_MOV_STORE: u8 = 4;
+const F_MOV_LOAD: u8 = 5;
+const F_SHIFT: u8 = 6;
+const F_GRP3: u8 = 7;
+const F_GRP5: u8 = 8;
+const F_PUSH: u8 = 9;
+const F_POP: u8 = 10;
+const F_0F: u8 = 11;
+const F_CONVERT: u8 = 12;
+const F_MOV_IMM: u8 = 13;
+const F_LEA: u8 = 14;
+const F_NO_REX: u8 = 15;
+const F_RET: u8 = 15;
+const F_JCC8: u8 = 16;
+const F_JMP8: u8 = 17;
+const F_NOP: u8 = 18;
+const F_PREFIX: u8 = 19;
+const F_REX: u8 = 20;
+
+/// The fast path's form of each first byte.
+const FAST: [u8; 256] = {
+    let mut t = [F_NONE; 256];
+    let mut i = 0;
+    while i < 256 {
+        let op = i as u8;
+        t[i] = match op {
+            0x00..=0x3f if op & 7 == 1 || op & 7 == 3 => F_ALU,
+            0x40..=0x4f => F_REX,
+            0x50..=0x57 => F_PUSH,
+            0x58..=0x5f => F_POP,
+            0x0f => F_0F,
+            0x66 | 0xf2 | 0xf3 => F_PREFIX,
+            0x70..=0x7f => F_JCC8,
+            0x83 => F_GRP1_IB,
+            0x85 => F_TEST,
+            0x89 => F_MOV_STORE,
+            0x8b => F_MOV_LOAD,
+            0x8d => F_LEA,
+            0x90 => F_NOP,
+            0x98 | 0x99 => F_CONVERT,
+            0xb8..=0xbf => F_MOV_IMM,
+            0xc1 | 0xd1 | 0xd3 => F_SHIFT,
+            0xc3 => F_RET,
+            0xeb => F_JMP8,
+            0xf7 => F_GRP3,
+            0xff => F_GRP5,
+            _ => F_NONE,
+        };
+        i += 1;
+    }
+    t
+};
+
+/// The fast path's instruction from `at` to `end`: its length.
+#[inline(always)]
+fn done(o: &mut Insn, at: usize, end: usize) -> Option<u8> {
+    let len = (end - at) as u8;
+    o.len = len;
+    Some(len)
+}
+
+/// The fast path in the `0F` map: `q` is the position after `0F`, `pfx` the one
+/// prefix before it (`66`, `F2`, `F3`) or 0.
+#[inline(always)]
+fn fast_0f(code: &[u8], at: usize, q: usize, pfx: u8, rex: u8, o: &mut Insn) -> Option<u8> {
+    let op = *code.get(q)?;
+    let m = *code.get(q + 1)?;
+    let reg = ((m >> 3) & 7) | ((rex & 4) << 1);
+    if op == 0x1f {
+        // 0F 1F /0: nop Ev; the operand is not accessed.
+        if !(pfx == 0 || pfx == 0x66) || reg & 7 != 0 {
+            return None;
+        }
+        if m >> 6 == 3 {
+            return done(o, at, q + 2);
+        }
+        let size = if rex & 8 != 0 {
+            8
+        } else if pfx == 0x66 {
+            2
+        } else {
+            4
+        };
+        let (mem, end) = fast_mem(code, q + 1, m, rex, size)?;
+        o.mem = Some(mem);
+        return done(o, at, end);
+    }
+    if m >> 6 != 3 {
+        return None;
+    }
+    let n = (m & 7) | ((rex & 1) << 3);
+    let packed = pfx == 0 || pfx == 0x66;
+    let scalar = pfx == 0xf2 || pfx == 0xf3;
+    match op {
+        // 0F 40-4F: cmovcc Gv, Ev; 0F AF: imul Gv, Ev
+        0x40..=0x4f | 0xaf if pfx == 0 => {
+            o.reads = gpr(n) | gpr(reg);
+            o.writes = gpr(reg);
+        }
+        // 0F 10 (movups/movupd/movss/movsd), 0F 28 (movaps/movapd), 0F 51 (sqrt),
+        // 0F 5A (cvtss2sd/cvtsd2ss): xmm, xmm; the destination is written, not read.
+        0x10 | 0x51 => {
+            o.reads = xmm(n);
+            o.writes = xmm(reg);
+        }
+        0x28 | 0x5a if (op == 0x28) == packed => {
+            o.reads = xmm(n);
+            o.writes = xmm(reg);
+        }
+        // 0F 11, 0F 29: the store forms, register to register.
+        0x11 => {
+            o.reads = xmm(reg);
+            o.writes = xmm(n);
+        }
+        0x29 if packed => {
+            o.reads = xmm(reg);
+            o.writes = xmm(n);
+        }
+        // F3/F2 0F 2A: cvtsi2ss/cvtsi2sd xmm, r
+        0x2a if scalar => {
+            o.reads = gpr(n);
+            o.writes = xmm(reg);
+        }
+        // F3/F2 0F 2C, 2D: cvt(t)ss2si/cvt(t)sd2si r, xmm
+        0x2c | 0x2d if scalar => {
+            o.reads = xmm(n);
+            o.writes = gpr(reg);
+        }
+        // 0F 2E, 2F: (u)comiss/(u)comisd
+        0x2e | 0x2f if packed => o.reads = xmm(n) | xmm(reg),
+        // 0F 58, 59, 5C-5F: add, mul, sub, min, div, max (all four prefixes);
+        // 0F 54, 56: and, or (packed); 0F 55, 57 andn, xor and 66 0F EF pxor (packed,
+        // zeroing idioms on one register)
+        0x58 | 0x59 | 0x5c..=0x5f => {
+            o.reads = xmm(n) | xmm(reg);
+            o.writes = xmm(reg);
+        }
+        0x54..=0x57 | 0xef if (op == 0xef && pfx == 0x66) || (op != 0xef && packed) => {
+            if n == reg && (op == 0x55 || op == 0x57 || op == 0xef) {
+                o.writes = xmm(reg);
+            } else {
+                o.reads = xmm(n) | xmm(reg);
+                o.writes = xmm(reg);
+            }
+        }
+        _ => return None,
+    }
+    done(o, at, q + 2)
+}
+
+/// The fast path's memory operand of ModRM byte `m` at `code[p]` (mod 0..=2): the
+/// operand (neither read nor written, as `lea` and `nop` have it) and the position
+/// after its last displacement byte; `None` where the bytes end first.
+#[inline(always)]
+fn fast_mem(code: &[u8], p: usize, m: u8, rex: u8, size: u8) -> Option<(Mem, usize)> {
+    let md = m >> 6;
+    if md == 3 {
+        return None;
+    }
+    let b = (rex & 1) << 3;
+    let mut mem = Mem { base: NONE, index: NONE, scale: 1, disp: 0, size, read: false, write: false, align: 1 };
+    let mut q = p + 1;
+    let rm = m & 7;
+    let mut disp32 = md == 2;
+    if rm == 4 {
+        let sib = *code.get(q)?;
+        q += 1;
+        let idx = ((sib >> 3) & 7) | ((rex & 2) << 2);
+        mem.scale = 1 << (sib >> 6);
+        if idx != 4 {
+            mem.index = idx;
+        }
+        let base = sib & 7;
+        if base == 5 && md == 0 {
+            disp32 = true;
+        } else {
+            mem.base = base | b;
+        }
+    } else if rm == 5 && md == 0 {
+        mem.base = RIP;
+        disp32 = true;
+    } else {
+        mem.base = rm | b;
+    }
+    if md == 1 {
+        mem.disp = *code.get(q)? as i8 as i32;
+        q += 1;
+    } else if disp32 {
+        let d = code.get(q..q + 4)?;
+        mem.disp = i32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+        q += 4;
+    }
+    Some((mem, q))
+}
+
+/// Decodes any instruction (see [`decode_into`]).
+#[inline(always)]
+fn general(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
     let limit = code.len().min(at.saturating_add(15));
     let mut d = D {
         code: &code[..limit],
@@ -1124,4 +1551,89 @@ fn sse_alu(o: &mut Insn, reg: u8, rm: Rm, zero_idiom: bool) {
     o.rm(rm, true, false, xbit);
     o.reads |= xmm(reg);
     o.writes |= xmm(reg);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `general` alone: what `decode_into` gave before the fast path existed.
+    fn slow(code: &[u8], at: usize) -> Result<Insn, Rule> {
+        let mut o = Insn::EMPTY;
+        general(code, at, &mut o)?;
+        Ok(o)
+    }
+
+    /// The fast path changes nothing: over random byte strings, most of them steered
+    /// into the forms it takes (an optional REX, then one of its opcodes, and ModRM,
+    /// immediate and truncation at random), `decode` (fast path first) and `general`
+    /// alone give the same instruction or the same rule, at every offset.
+    #[test]
+    fn fast_path_agrees_with_general() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let ops: &[u8] = &[
+            0x01, 0x03, 0x09, 0x0b, 0x11, 0x13, 0x19, 0x1b, 0x21, 0x23, 0x29, 0x2b, 0x31, 0x33, 0x39, 0x3b, 0x83, 0x85,
+            0x89, 0x8b, 0xc3, 0x70, 0x75, 0x7f, 0xeb, 0x50, 0x55, 0x57, 0x58, 0x5d, 0x5f, 0x90, 0x98, 0x99, 0xb8, 0xbb,
+            0xbf, 0x8d, 0xc1, 0xd1, 0xd3, 0xf7, 0xff, 0xc0, 0xd0, 0xd2, 0xf6, 0xfe, 0x66, 0x0f, 0x40, 0x48, 0x4c, 0xf3,
+            0x2e, 0x82, 0x84, 0x88, 0x8a, 0x02, 0x3d, 0xe8, 0xe9,
+        ];
+        let ops_0f: &[u8] = &[
+            0x1f, 0x10, 0x11, 0x28, 0x29, 0x2a, 0x2c, 0x2d, 0x2e, 0x2f, 0x51, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5a,
+            0x5b, 0x5c, 0x5d, 0x5e, 0x5f, 0xef, 0x40, 0x44, 0x4f, 0xaf, 0xae, 0x1e, 0x05, 0x6e, 0x7e, 0xd6, 0xb6, 0xbc,
+            0x80,
+        ];
+        let prefixes: &[u8] = &[0x66, 0xf2, 0xf3, 0x2e, 0x67, 0xf0];
+        let mut buf = [0u8; 16];
+        let mut taken = 0u64;
+        for i in 0..3_000_000u64 {
+            for chunk in buf.chunks_mut(8) {
+                chunk.copy_from_slice(&next().to_le_bytes());
+            }
+            let r = next();
+            let mut k = 0;
+            if i % 4 == 1 || i % 4 == 2 {
+                if r & 1 == 0 {
+                    buf[k] = 0x40 | (r >> 8) as u8 & 0xf;
+                    k += 1;
+                }
+                buf[k] = ops[(r >> 16) as usize % ops.len()];
+                k += 1;
+            } else if i % 4 == 3 {
+                if r & 4 == 0 {
+                    buf[k] = prefixes[(r >> 40) as usize % prefixes.len()];
+                    k += 1;
+                }
+                if r & 1 == 0 {
+                    buf[k] = 0x40 | (r >> 8) as u8 & 0xf;
+                    k += 1;
+                }
+                buf[k] = 0x0f;
+                buf[k + 1] = ops_0f[(r >> 16) as usize % ops_0f.len()];
+                k += 2;
+            }
+            if r & 2 == 0 {
+                // ModRM mod 3 most of the time.
+                buf[k] |= 0xc0;
+            }
+            // Every length from 1 to 16, so truncation is covered.
+            let len = 1 + (r >> 32) as usize % buf.len();
+            let code = &buf[..len];
+            for at in 0..len.min(2) {
+                let mut o = Insn::EMPTY;
+                if fast(code, at, &mut o).is_some() {
+                    taken += 1;
+                } else {
+                    assert_eq!(o, Insn::EMPTY, "fast path wrote before declining: {:02x?} at {at}", code);
+                }
+                assert_eq!(decode(code, at), slow(code, at), "bytes {:02x?} at {at}", code);
+            }
+        }
+        assert!(taken > 500_000, "the fast path was taken only {taken} times");
+    }
 }

@@ -82,15 +82,12 @@ impl State {
         if self.regs[RSP as usize] != other.regs[RSP as usize] {
             return Err(Rule::StackMismatch);
         }
+        // Selects rather than branches, so the loops become a few vector operations.
         for (a, b) in self.regs.iter_mut().zip(other.regs.iter()) {
-            if a != b {
-                *a = OTHER;
-            }
+            *a = if *a == *b { *a } else { OTHER };
         }
         for (a, b) in self.slots.iter_mut().zip(other.slots.iter()) {
-            if a != b {
-                *a = 0;
-            }
+            *a = if *a == *b { *a } else { 0 };
         }
         self.defined &= other.defined;
         Ok(*self != before)
@@ -226,7 +223,7 @@ fn run(
     while at < code.len() {
         // Decoded straight into its node: no copy of the result.
         let node = list.push_mut(Node { insn: Insn::EMPTY, at: at as u32, target: 0, slot: 0, flags: 0 })?;
-        let len = match decode::decode_into(code, at, &mut node.insn) {
+        let len = match decode::decode_into_outlined(code, at, &mut node.insn) {
             Ok(len) => len,
             Err(rule) => return Some(Err(Violation { offset: at, rule })),
         };
@@ -367,12 +364,14 @@ fn flow(
     while let Some(start) = from.take() {
         let mut carried = false;
         for i in start..n {
-            if nodes[i].flags & PENDING == 0 {
-                carried = false;
-                continue;
-            }
-            nodes[i].flags &= !PENDING;
+            // An instruction the one before carried into is pending by construction
+            // (nothing else reaches it, and its flags are never read): only the others
+            // are looked up and cleared.
             if !carried {
+                if nodes[i].flags & PENDING == 0 {
+                    continue;
+                }
+                nodes[i].flags &= !PENDING;
                 debug_assert!(i == 0 || nodes[i].flags & TARGET != 0);
                 s = states[nodes[i].slot as usize];
             }
@@ -449,7 +448,7 @@ fn enter(
 ) -> Result<bool, Rule> {
     let Some(node) = nodes.get_mut(t) else { return Err(Rule::FallsOffEnd) };
     if t == i + 1 && node.flags & TARGET == 0 {
-        node.flags |= REACHED | PENDING;
+        // Carried: `flow` runs it next, without flags (see there).
         return Ok(true);
     }
     let state = &mut states[node.slot as usize];
