@@ -340,11 +340,7 @@ pub(crate) fn decode(code: &[u8], at: usize) -> Result<Insn, Rule> {
 /// indirect or far transfer. `o` then holds part of a decoding.
 #[inline(always)]
 pub(super) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
-    debug_assert!(*o == Insn::EMPTY);
-    if let Some(len) = fast(code, at, o) {
-        return Ok(len);
-    }
-    general(code, at, o)
+    fast_then::<false>(code, at, o)
 }
 
 /// [`decode_into`] with the general path out of line, for the sweep that keeps every
@@ -358,11 +354,18 @@ pub(super) fn decode_into(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Ru
 /// As [`decode_into`].
 #[inline(always)]
 pub(super) fn decode_into_outlined(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
+    fast_then::<true>(code, at, o)
+}
+
+/// The fast path, then for what it declines the general decoder: out of line if
+/// `OUTLINED`, else inlined.
+#[inline(always)]
+fn fast_then<const OUTLINED: bool>(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
     debug_assert!(*o == Insn::EMPTY);
     if let Some(len) = fast(code, at, o) {
         return Ok(len);
     }
-    general_outlined(code, at, o)
+    if OUTLINED { general_outlined(code, at, o) } else { general(code, at, o) }
 }
 
 /// [`general`], not inlined (see [`decode_into_outlined`]).
