@@ -434,8 +434,13 @@ pub(crate) unsafe fn unmap_page(addr: NonNull<u8>, len: usize) -> Result<(), Err
             let _ = unsafe { sys::munmap(addr, len) };
             Ok(())
         }
-        // SAFETY: forwarded: the page is ours and unused.
-        _ => unsafe { sys::munmap(addr, len) },
+        _ => {
+            // SAFETY: forwarded: the page is ours and unused.
+            unsafe { sys::munmap(addr, len) }?;
+            // A hole of the ring is free again (`crate::placement`).
+            placement::released(addr.as_ptr() as usize, len);
+            Ok(())
+        }
     }
 }
 

@@ -28,6 +28,11 @@
 //! reservations get a random address of their own. After a few collisions in a row
 //! placement falls back to the kernel's choice.
 //!
+//! **Single pages go into holes** (feature `page-ring`, on by default): one window is
+//! a ring of one-page holes between `PROT_NONE` fences, and a one-page mapping takes
+//! the ring's next free hole, which the kernel maps and unmaps faster than a page in
+//! open space (see `ring`).
+//!
 //! **Names.** Every page is named `wildx` (arena reservations `wildx-arena`) with
 //! `prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME)`, so `/proc/<pid>/maps` and crash dumps show
 //! `[anon:wildx]`. Kernels built without `CONFIG_ANON_VMA_NAME` (this one) refuse with
@@ -42,6 +47,16 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::sys::{self, Errno};
+
+#[cfg(feature = "page-ring")]
+mod ring;
+#[cfg(feature = "page-ring")]
+pub(crate) use ring::released;
+
+/// Without the ring (feature `page-ring` off) there is nothing to tell.
+#[cfg(not(feature = "page-ring"))]
+#[inline(always)]
+pub(crate) fn released(_addr: usize, _len: usize) {}
 
 /// The size of one placement window (the span of one page table): pages are bumped
 /// through it, round and round, from a random base.
@@ -132,16 +147,30 @@ fn take(len: usize, rebase: bool) -> usize {
 /// page cycle a third more); it costs one kernel mapping and no memory per window, and
 /// is never unmapped.
 fn new_window() -> usize {
-    for _ in 0..ATTEMPTS {
-        let base = random_address(WINDOW, WINDOW);
-        if sys::mmap_anonymous_noreplace(base, sys::PAGE_SIZE, sys::PROT_NONE)
-            .is_ok_and(|p| p.as_ptr() as usize == base)
-        {
-            return base;
+    anchored_window().unwrap_or_else(|| {
+        // No anchor: the window still works, only its page table is not kept.
+        random_address(WINDOW, WINDOW)
+    })
+}
+
+/// [`new_window`], or `None` if no anchor could be mapped in [`ATTEMPTS`] draws.
+pub(crate) fn anchored_window() -> Option<usize> {
+    (0..ATTEMPTS).map(|_| random_address(WINDOW, WINDOW)).find(|&base| fence(base))
+}
+
+/// Maps one `PROT_NONE` page at `addr` if nothing is there; whether it did.
+#[cfg_attr(feature = "page-ring", inline(never))]
+pub(crate) fn fence(addr: usize) -> bool {
+    match sys::mmap_anonymous_noreplace(addr, sys::PAGE_SIZE, sys::PROT_NONE) {
+        Ok(p) if p.as_ptr() as usize == addr => true,
+        Ok(p) => {
+            // A kernel without MAP_FIXED_NOREPLACE put it elsewhere: no use there.
+            // SAFETY: the mapping was just made and nobody else knows it.
+            let _ = unsafe { sys::munmap(p, sys::PAGE_SIZE) };
+            false
         }
+        Err(_) => false,
     }
-    // No anchor: the window still works, only its page table is not kept.
-    random_address(WINDOW, WINDOW)
 }
 
 /// Maps `len` bytes (whole pages) of fresh anonymous private memory with protection
@@ -156,6 +185,12 @@ fn new_window() -> usize {
 /// 2.5 % slower, for a few dozen instructions (measured, `docs/performance.md`).
 #[inline(always)]
 pub(crate) fn map(len: usize, prot: u32) -> Result<NonNull<u8>, Errno> {
+    #[cfg(feature = "page-ring")]
+    if len == sys::PAGE_SIZE {
+        if let Some(mapped) = ring::map_in_hole(prot) {
+            return mapped;
+        }
+    }
     for attempt in 0..ATTEMPTS {
         let hint = if len <= BUMP_MAX { take(len, attempt > 0) } else { random_address(len, sys::PAGE_SIZE) };
         match sys::mmap_anonymous_noreplace(hint, len, prot) {
