@@ -29,9 +29,12 @@
 //! placement falls back to the kernel's choice.
 //!
 //! **Single pages go into holes** (feature `page-ring`, on by default): one window is
-//! a ring of one-page holes between `PROT_NONE` fences, and a one-page mapping takes
+//! a ring of 255 one-page holes between `PROT_NONE` fences, and a one-page mapping takes
 //! the ring's next free hole, which the kernel maps and unmaps faster than a page in
-//! open space (see `ring`).
+//! open space (see `ring`). For single pages this changes two figures above: a freed
+//! single page's address comes back after 255 single-page allocations (not about 500),
+//! and the ring adds up to 511 kernel mappings (its fences, and its pages, which do not
+//! merge).
 //!
 //! **Names.** Every page is named `wildx` (arena reservations `wildx-arena`) with
 //! `prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME)`, so `/proc/<pid>/maps` and crash dumps show
