@@ -17,7 +17,7 @@
 //! 511). A hole's upper fence is made when the cursor first reaches it (the one below is
 //! the previous hole's, or the window's anchor): one more `mmap` in each of the process's
 //! first [`HOLES`] single-page allocations, where making all fences at once cost the
-//! first allocation 0.7-0.9 ms here. Fences, like anchors, stay when the page that
+//! first allocation 0.66-0.88 ms here (one-off, three runs of a program not kept). Fences, like anchors, stay when the page that
 //! brought them is freed or refused. The price: up to [`HOLES`] + 1 kernel mappings and
 //! 1 MiB of address space (no memory) for the fences, which count against `RLIMIT_AS` like
 //! any mapping; and the pages in the ring do not merge (up to [`HOLES`] more mappings). A forked child inherits the ring, fences and marks included,
