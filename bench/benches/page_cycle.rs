@@ -94,52 +94,20 @@ fn placed_region_base() -> usize {
     // SAFETY: getrandom writes at most 8 bytes into `r`.
     assert_eq!(unsafe { libc::getrandom(r.as_mut_ptr().cast(), 8, 0) }, 8);
     let base = (1usize << 40) + ((u64::from_ne_bytes(r) as usize % (((1 << 46) - (1 << 40)) >> 21)) << 21);
-    // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping; the anchor stays mapped.
-    let anchor = unsafe {
-        libc::mmap(
-            base as *mut libc::c_void,
-            4096,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-            -1,
-            0,
-        )
-    };
-    assert_eq!(anchor as usize, base);
+    common::libc_map_at(base, libc::PROT_NONE); // the anchor, never unmapped
     base + 4096
 }
 
 /// `common::floor_cycle(true)` with the page mapped at `*cursor` (MAP_FIXED_NOREPLACE),
 /// then the cursor moved on one page, as wildx's placement does.
 fn placed_floor_cycle(cursor: &mut usize) -> i32 {
-    // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping; a fresh anonymous page.
-    let p = unsafe {
-        libc::mmap(
-            *cursor as *mut libc::c_void,
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
+    let p = common::libc_map_at(*cursor, libc::PROT_READ | libc::PROT_WRITE);
     *cursor += 4096;
     if *cursor & ((2 << 20) - 1) == 0 {
         *cursor -= (2 << 20) - 4096; // wrap to the window's first slot
     }
-    let p = p.cast::<u8>();
-    // SAFETY: `p` starts a fresh R|W mapping of 4096 bytes.
-    unsafe { p.write_bytes(0xCC, 4096) };
-    // SAFETY: as above; 5 <= 4096.
-    unsafe { p.copy_from_nonoverlapping(ADD.as_ptr(), ADD.len()) };
-    // SAFETY: our own page, no references into it.
-    assert_eq!(unsafe { libc::mprotect(p.cast(), 4096, libc::PROT_READ | libc::PROT_EXEC) }, 0);
-    // SAFETY: the page is R|X and holds ADD until the munmap below.
-    let r = unsafe { to_fn(p) }(black_box(7), black_box(35));
-    // SAFETY: our own page, not used again.
-    unsafe { libc::munmap(p.cast(), 4096) };
-    r
+    // SAFETY: a fresh R|W page of our own.
+    unsafe { common::floor_cycle_on(p, true) }
 }
 
 /// A ring of one-page holes between `PROT_NONE` fences, as wildx's placement makes for
@@ -147,19 +115,7 @@ fn placed_floor_cycle(cursor: &mut usize) -> i32 {
 fn holed_region_base() -> usize {
     let base = placed_region_base() - 4096;
     for fence in (2..512).step_by(2) {
-        let at = base + fence * 4096;
-        // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping; the fence stays mapped.
-        let p = unsafe {
-            libc::mmap(
-                at as *mut libc::c_void,
-                4096,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-                -1,
-                0,
-            )
-        };
-        assert_eq!(p as usize, at);
+        common::libc_map_at(base + fence * 4096, libc::PROT_NONE); // never unmapped
     }
     base
 }
@@ -169,30 +125,9 @@ fn holed_region_base() -> usize {
 fn holed_floor_cycle(base: usize, next: &mut usize) -> i32 {
     let hole = base + (2 * (*next % 255) + 1) * 4096;
     *next += 1;
-    // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping; a fresh anonymous page.
-    let p = unsafe {
-        libc::mmap(
-            hole as *mut libc::c_void,
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-            -1,
-            0,
-        )
-    };
-    assert_eq!(p as usize, hole);
-    let p = p.cast::<u8>();
-    // SAFETY: `p` starts a fresh R|W mapping of 4096 bytes.
-    unsafe { p.write_bytes(0xCC, 4096) };
-    // SAFETY: as above; 5 <= 4096.
-    unsafe { p.copy_from_nonoverlapping(ADD.as_ptr(), ADD.len()) };
-    // SAFETY: our own page, no references into it.
-    assert_eq!(unsafe { libc::mprotect(p.cast(), 4096, libc::PROT_READ | libc::PROT_EXEC) }, 0);
-    // SAFETY: the page is R|X and holds ADD until the munmap below.
-    let r = unsafe { to_fn(p) }(black_box(7), black_box(35));
-    // SAFETY: our own page, not used again.
-    unsafe { libc::munmap(p.cast(), 4096) };
-    r
+    let p = common::libc_map_at(hole, libc::PROT_READ | libc::PROT_WRITE);
+    // SAFETY: a fresh R|W page of our own.
+    unsafe { common::floor_cycle_on(p, true) }
 }
 
 fn page_cycle(c: &mut Criterion) {

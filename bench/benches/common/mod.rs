@@ -78,13 +78,43 @@ pub unsafe fn libc_unmap(p: *mut u8, len: usize) {
     assert_eq!(rc, 0, "munmap: {}", std::io::Error::last_os_error());
 }
 
+/// Maps one page with protection `prot` at exactly `addr` through libc
+/// (`MAP_FIXED_NOREPLACE`: never over an existing mapping), or panics.
+#[inline(always)]
+pub fn libc_map_at(addr: usize, prot: libc::c_int) -> *mut u8 {
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping: a fresh anonymous page or an
+    // error.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            4096,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    assert_eq!(p as usize, addr, "mmap at {addr:#x}: {}", std::io::Error::last_os_error());
+    p.cast()
+}
+
 /// The floor: one page per function with the same syscalls wildx issues, straight
 /// through libc: mmap, write 5 bytes, mprotect R|X, call, munmap. With `fill`, the whole
 /// page is first filled with int3 as wildx does.
 pub fn floor_cycle(fill: bool) -> i32 {
-    let p = libc_map(4096);
+    // SAFETY: a fresh R|W page of our own.
+    unsafe { floor_cycle_on(libc_map(4096), fill) }
+}
+
+/// The floor's cycle after its `mmap`, on the page at `p`: (with `fill`, the int3 fill,)
+/// write 5 bytes, mprotect R|X, call, munmap.
+///
+/// # Safety
+/// `p` starts a fresh R|W mapping of 4096 bytes that the caller owns and gives up.
+#[inline(always)]
+pub unsafe fn floor_cycle_on(p: *mut u8, fill: bool) -> i32 {
     if fill {
-        // SAFETY: `p` starts a fresh R|W mapping of 4096 bytes.
+        // SAFETY: `p` starts a fresh R|W mapping of 4096 bytes (the caller's contract).
         unsafe { p.write_bytes(0xCC, 4096) };
     }
     // SAFETY: as above; 5 <= 4096.
