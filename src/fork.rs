@@ -152,12 +152,5 @@ pub(crate) fn forget_inherited() {
 /// file was not inherited, so nothing else lands there and a stale call faults. Leaves
 /// alone anything mapped there already.
 pub(crate) fn plug(addr: usize, len: usize) {
-    match sys::mmap_anonymous_noreplace(addr, len, sys::PROT_NONE) {
-        Ok(got) if got.as_ptr() as usize != addr => {
-            // A kernel without MAP_FIXED_NOREPLACE put it elsewhere: not a plug.
-            // SAFETY: the mapping was just made and nobody else knows it.
-            let _ = unsafe { sys::munmap(got, len) };
-        }
-        _ => {}
-    }
+    let _ = crate::placement::fence(addr, len);
 }

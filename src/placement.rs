@@ -158,18 +158,19 @@ fn new_window() -> usize {
 
 /// [`new_window`], or `None` if no anchor could be mapped in [`ATTEMPTS`] draws.
 pub(crate) fn anchored_window() -> Option<usize> {
-    (0..ATTEMPTS).map(|_| random_address(WINDOW, WINDOW)).find(|&base| fence(base))
+    (0..ATTEMPTS).map(|_| random_address(WINDOW, WINDOW)).find(|&base| fence(base, sys::PAGE_SIZE))
 }
 
-/// Maps one `PROT_NONE` page at `addr` if nothing is there; whether it did.
+/// Maps `len` bytes (whole pages) of inaccessible (`PROT_NONE`) memory at `addr` if
+/// nothing is there; whether it did. Never replaces a mapping.
 #[cfg_attr(feature = "page-ring", inline(never))]
-pub(crate) fn fence(addr: usize) -> bool {
-    match sys::mmap_anonymous_noreplace(addr, sys::PAGE_SIZE, sys::PROT_NONE) {
+pub(crate) fn fence(addr: usize, len: usize) -> bool {
+    match sys::mmap_anonymous_noreplace(addr, len, sys::PROT_NONE) {
         Ok(p) if p.as_ptr() as usize == addr => true,
         Ok(p) => {
             // A kernel without MAP_FIXED_NOREPLACE put it elsewhere: no use there.
             // SAFETY: the mapping was just made and nobody else knows it.
-            let _ = unsafe { sys::munmap(p, sys::PAGE_SIZE) };
+            let _ = unsafe { sys::munmap(p, len) };
             false
         }
         Err(_) => false,

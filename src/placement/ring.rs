@@ -39,7 +39,7 @@ use crate::sys::{self, Errno};
 
 /// How many holes the ring has: a window's odd pages but the last (the hole needs a
 /// fence above it, and the window's last page has none).
-pub(crate) const HOLES: usize = WINDOW / sys::PAGE_SIZE / 2 - 1;
+const HOLES: usize = WINDOW / sys::PAGE_SIZE / 2 - 1;
 /// Words of the ring's bitmaps.
 const RING_WORDS: usize = HOLES.div_ceil(64);
 
@@ -105,7 +105,7 @@ fn claim_hole() -> Option<usize> {
     if n < HOLES {
         // The cursor's first visit to this hole (no other thread gets this `n`): its
         // upper fence. Only for speed: a hole without it is an ordinary slot.
-        fence(hole(base, i) + sys::PAGE_SIZE);
+        fence(hole(base, i) + sys::PAGE_SIZE, sys::PAGE_SIZE);
     }
     let bit = 1u64 << (i % 64);
     if TAKEN[i / 64].fetch_or(bit, Ordering::Relaxed) & bit != 0 {
