@@ -792,11 +792,10 @@ fn freed_addresses_are_not_handed_straight_back() {
     }
 }
 
-/// The ring of holes (feature `page-ring`, `src/placement/ring.rs`): the holes of the
-/// ring, in order from its base, as [`single_pages_go_into_holes_between_fences`] and the
-/// next tests find them; `HOLES` of them, one page each, two pages apart.
+/// The ring of holes (feature `page-ring`, `src/placement/ring.rs`): `HOLES` of them,
+/// one page each, two pages apart from the ring's base.
 #[cfg(feature = "page-ring")]
-const HOLES: usize = 255;
+use common::RING_HOLES as HOLES;
 
 /// Whether the one-page mapping at `p` sits in a hole: one page of its own, between two
 /// one-page `PROT_NONE` mappings (the fences).

@@ -346,21 +346,25 @@ pub fn in_grandchild(body: impl FnOnce()) -> std::process::ExitStatus {
     std::process::ExitStatus::from_raw(status)
 }
 
-/// Reads `/proc/self/maps` and panics if any mapping is both writable and executable,
-/// naming `step` (the operation just done) and listing the offending mappings.
+/// How many one-page holes wildx's ring has (feature `page-ring`,
+/// `src/placement/ring.rs`): a 2 MiB window's odd pages but the last.
+pub const RING_HOLES: usize = 255;
+
 /// Takes every hole of wildx's ring once (feature `page-ring`, `src/placement/ring.rs`),
 /// so that all its fences exist: a hole's fence is made when a single page first takes
 /// the hole and stays, like a window's anchor. Tests that compare the mappings or the
 /// address space before and after an allocation call this first, so the one-time
 /// fences are not counted as the allocation's.
 pub fn make_all_fences() {
-    for _ in 0..255 {
+    for _ in 0..RING_HOLES {
         let p = wildx::raw::alloc(1);
         assert!(!p.is_null());
         assert_eq!(wildx::raw::free(p), 0);
     }
 }
 
+/// Reads `/proc/self/maps` and panics if any mapping is both writable and executable,
+/// naming `step` (the operation just done) and listing the offending mappings.
 pub fn assert_no_wx(step: &str) {
     let maps = Maps::read();
     let wx = maps.writable_and_executable();
