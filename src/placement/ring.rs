@@ -2,7 +2,7 @@
 //!
 //! Mapping a page into a one-page hole between two existing mappings is cheaper for the
 //! kernel than mapping it into open space, and unmapping it leaves the hole as it was:
-//! the whole page cycle (`mmap`, fill, `mprotect`, call, `munmap`) takes about 7 % less
+//! the whole page cycle (`mmap`, fill, `mprotect`, call, `munmap`) takes 6-9 % less
 //! time (`cargo bench -p wildx-bench --bench page_cycle -- page_cycle_paired`, the
 //! `floor_libc_int3_fill_holed` and `_placed` rows; `docs/performance.md`). The kernel
 //! then stores the page in the hole's place rather than split a gap around it.
@@ -17,12 +17,13 @@
 //! 511). A hole's upper fence is made when the cursor first reaches it (the one below is
 //! the previous hole's, or the window's anchor): one more `mmap` in each of the process's
 //! first [`HOLES`] single-page allocations, where making all fences at once cost the
-//! first allocation 0.66-0.88 ms here (one-off, three runs of a program not kept). Fences, like anchors, stay when the page that
-//! brought them is freed or refused. The price: up to [`HOLES`] + 1 kernel mappings and
-//! 1 MiB of address space (no memory) for the fences, which count against `RLIMIT_AS` like
-//! any mapping; and the pages in the ring do not merge (up to [`HOLES`] more mappings). A forked child inherits the ring, fences and marks included,
-//! and goes on using it: the pages in it are the parent's, inherited (the ring is not
-//! used in memfd mode, whose pages are views of a file).
+//! first allocation 0.66-0.88 ms here (one-off, three runs of a program not kept).
+//! Fences, like anchors, stay when the page that brought them is freed or refused. The
+//! price: up to [`HOLES`] + 1 kernel mappings and 1 MiB of address space (no memory) for
+//! the fences, which count against `RLIMIT_AS` like any mapping; and the pages in the
+//! ring do not merge (up to [`HOLES`] more mappings). A forked child inherits the ring,
+//! fences and marks included, and goes on using it: the pages in it are the parent's,
+//! inherited (the ring is not used in memfd mode, whose pages are views of a file).
 //!
 //! Invariants owned here: a hole is asked for only by the thread that set its mark in
 //! [`TAKEN`] (so two threads never ask for one hole), and a mark is cleared only when the
