@@ -103,8 +103,11 @@ pub(crate) struct Node {
     /// For a `jmp`/`jcc`: the target's offset after the sweep, its instruction index
     /// after the boundary check.
     target: u32,
-    /// For the first instruction and [`TARGET`]s: the index of the state kept for it
-    /// (the state before it, met over the paths that reach it).
+    /// For a `jmp`/`jcc`, from the sweep until its target is resolved: the index of
+    /// the `jmp`/`jcc` before it ([`NO_JUMP`] for the first), so step 2 visits the
+    /// jumps alone. Then, for the first instruction and the [`TARGET`]s a path
+    /// reaches: the index of the state kept for it (the state before it, met over the
+    /// paths that reach it), set when a path first reaches it.
     slot: u32,
     /// [`REACHED`], [`PENDING`], [`TARGET`].
     flags: u8,
@@ -218,9 +221,11 @@ fn run(
     //    decoded here, once.
     let mut list = Buf::new(nodes);
     let mut at = 0;
-    let mut targets = false;
+    // The last jmp/jcc so far; each one's `slot` links to the one before (see `Node`).
+    let mut jumps = NO_JUMP;
     let mut traps = false;
     while at < code.len() {
+        let i = list.len() as u32;
         // Decoded straight into its node: no copy of the result.
         let node = list.push_mut(Node { insn: Insn::EMPTY, at: at as u32, target: 0, slot: 0, flags: 0 })?;
         let len = match decode::decode_into_outlined(code, at, &mut node.insn) {
@@ -234,7 +239,8 @@ fn run(
                     return fail(Rule::JumpOutside);
                 }
                 node.target = t as u32;
-                targets = true;
+                node.slot = jumps;
+                jumps = i;
             }
             Flow::Call(t) if t != 0 => return fail(Rule::CallTarget),
             Flow::Trap => traps = true,
@@ -248,65 +254,59 @@ fn run(
     // an int3 or by falling through past the last instruction: with no int3 and a last
     // instruction that never falls through, it cannot, and is skipped.
     let reach = abi.is_some() || traps || !matches!(nodes.last().map(|n| n.insn.flow), Some(Flow::Ret | Flow::Jump(_)));
+    if let Err(e) = boundaries(nodes, starts, ranks, jumps, reach) {
+        return Some(Err(e));
+    }
     if !reach {
-        return Some(boundaries(nodes, starts));
+        return Some(Ok(()));
     }
-    Some(flow(code, abi, nodes, states, starts, ranks, targets))
+    Some(flow(code, abi, nodes, states))
 }
 
-/// Step 2 alone (see `flow`): every jump lands on an instruction start; the first one
-/// in address order that does not is reported.
-fn boundaries(nodes: &[Node], starts: &[u64]) -> Result<(), Violation> {
-    for node in nodes {
-        if let Flow::Jump(_) | Flow::Branch(_) = node.insn.flow {
-            let t = node.target as usize;
-            if starts[t / 64] >> (t % 64) & 1 == 0 {
-                return Err(Violation { offset: node.at as usize, rule: Rule::JumpIntoInstruction });
-            }
-        }
-    }
-    Ok(())
-}
+/// No jmp/jcc: the end of the chain of jumps the sweep links through `Node::slot`.
+const NO_JUMP: u32 = u32::MAX;
 
-/// Steps 2 and 3 over the swept instructions (`targets`: some are `jmp`/`jcc`).
-fn flow(
-    code: &[u8],
-    abi: Option<Abi>,
-    nodes: &mut [Node],
-    states: &mut [MaybeUninit<State>],
-    starts: &[u64],
-    ranks: &mut [u32],
-    targets: bool,
-) -> Result<(), Violation> {
-    // Slot 0 is the first instruction's.
-    let mut kept = 1;
-    // 2. Every jump lands on an instruction start (the first one in address order that
-    //    does not is reported); its target becomes an instruction index: the number of
-    //    starts before it.
-    if targets {
+/// Step 2 (see `flow`): every jump lands on an instruction start; the first one in
+/// address order that does not is reported. Walks the chain of jumps from `last`, the
+/// last one (each node's `slot` links to the jump before it). With `resolve`, each
+/// jump's target also becomes an instruction index (the number of starts before it,
+/// through per-word `ranks`) and its node is marked [`TARGET`]; the chain is read
+/// before any `slot` of a target is written (by `flow`, later).
+fn boundaries(nodes: &mut [Node], starts: &[u64], ranks: &mut [u32], last: u32, resolve: bool) -> Result<(), Violation> {
+    if last == NO_JUMP {
+        return Ok(());
+    }
+    if resolve {
         let mut count = 0;
         for (rank, word) in ranks.iter_mut().zip(starts) {
             *rank = count;
             count += word.count_ones();
         }
-        for i in 0..nodes.len() {
-            if let Flow::Jump(_) | Flow::Branch(_) = nodes[i].insn.flow {
-                let t = nodes[i].target as usize;
-                let word = starts[t / 64];
-                if word >> (t % 64) & 1 == 0 {
-                    return Err(Violation { offset: nodes[i].at as usize, rule: Rule::JumpIntoInstruction });
-                }
-                let t = ranks[t / 64] + (word & ((1 << (t % 64)) - 1)).count_ones();
-                nodes[i].target = t;
-                let node = &mut nodes[t as usize];
-                if node.flags & TARGET == 0 && t != 0 {
-                    node.slot = kept;
-                    kept += 1;
-                }
-                node.flags |= TARGET;
-            }
-        }
     }
+    // The chain runs backwards: the last failure seen is the first in address order.
+    let mut bad = None;
+    let mut j = last;
+    while j != NO_JUMP {
+        let node = &nodes[j as usize];
+        let (t, before) = (node.target as usize, node.slot);
+        let word = starts[t / 64];
+        if word >> (t % 64) & 1 == 0 {
+            bad = Some(node.at as usize);
+        } else if resolve {
+            let t = ranks[t / 64] + (word & ((1 << (t % 64)) - 1)).count_ones();
+            nodes[j as usize].target = t;
+            nodes[t as usize].flags |= TARGET;
+        }
+        j = before;
+    }
+    match bad {
+        Some(offset) => Err(Violation { offset, rule: Rule::JumpIntoInstruction }),
+        None => Ok(()),
+    }
+}
+
+/// Step 3 over the swept instructions, their jump targets resolved (see `boundaries`).
+fn flow(code: &[u8], abi: Option<Abi>, nodes: &mut [Node], states: &mut [MaybeUninit<State>]) -> Result<(), Violation> {
     // 3. Data flow from the entry over reachable instructions, in address order,
     //    rescanning from the lowest state that a backward edge changed.
     let n = nodes.len();
@@ -347,14 +347,11 @@ fn flow(
         }
         return Ok(());
     }
-    // The kept states: the first instruction's and the jump targets' (distinct
-    // instructions, so no more than `nodes.len() <= states.len()`).
-    let mut list = Buf::new(states);
-    list.push(State::entry(abi));
-    for _ in 1..kept {
-        list.push(State::ZERO);
-    }
-    let states = list.into_slice();
+    // The kept states: the first instruction's and those of the jump targets reached,
+    // each added when a path first reaches it (distinct instructions, so no more than
+    // `nodes.len() <= states.len()`).
+    let mut states = Buf::new(states);
+    states.push(State::entry(abi));
     // The state being followed. When an instruction falls through to one that is not a
     // jump target (`carried`), that one has no other predecessor and its state is
     // exactly this output: it is used in place, never stored (the meet a stored state
@@ -373,7 +370,7 @@ fn flow(
                 }
                 nodes[i].flags &= !PENDING;
                 debug_assert!(i == 0 || nodes[i].flags & TARGET != 0);
-                s = states[nodes[i].slot as usize];
+                s = *states.at_mut(nodes[i].slot as usize);
             }
             let node = &nodes[i];
             let at = node.at as usize;
@@ -404,7 +401,7 @@ fn flow(
                     if let Some((d, v)) = copy {
                         s.regs[d as usize] = v;
                     }
-                    carried = enter(nodes, states, &s, i, i + 1, &mut from).map_err(fail)?;
+                    carried = enter(nodes, &mut states, &s, i, i + 1, &mut from).map_err(fail)?;
                     continue;
                 }
             }
@@ -414,10 +411,10 @@ fn flow(
                 // A jmp/jcc: it changes no state; what `step` returns for it, inline.
                 let target = node.target as usize;
                 if let Flow::Jump(_) = insn.flow {
-                    carried = enter(nodes, states, &s, i, target, &mut from).map_err(fail)?;
+                    carried = enter(nodes, &mut states, &s, i, target, &mut from).map_err(fail)?;
                 } else {
-                    carried = enter(nodes, states, &s, i, i + 1, &mut from).map_err(fail)?;
-                    enter(nodes, states, &s, i, target, &mut from).map_err(fail)?;
+                    carried = enter(nodes, &mut states, &s, i, i + 1, &mut from).map_err(fail)?;
+                    enter(nodes, &mut states, &s, i, target, &mut from).map_err(fail)?;
                 }
                 continue;
             }
@@ -425,9 +422,9 @@ fn flow(
             // The successors in order: the fall-through first, then a jcc's target.
             carried = false;
             if let Some(a) = a {
-                carried = enter(nodes, states, &s, i, a, &mut from).map_err(fail)?;
+                carried = enter(nodes, &mut states, &s, i, a, &mut from).map_err(fail)?;
                 if let Some(b) = b {
-                    enter(nodes, states, &s, i, b, &mut from).map_err(fail)?;
+                    enter(nodes, &mut states, &s, i, b, &mut from).map_err(fail)?;
                 }
             }
         }
@@ -440,7 +437,7 @@ fn flow(
 #[inline(always)]
 fn enter(
     nodes: &mut [Node],
-    states: &mut [State],
+    states: &mut Buf<State>,
     s: &State,
     i: usize,
     t: usize,
@@ -451,13 +448,15 @@ fn enter(
         // Carried: `flow` runs it next, without flags (see there).
         return Ok(true);
     }
-    let state = &mut states[node.slot as usize];
     let changed = if node.flags & REACHED == 0 {
-        *state = *s;
+        // Its state is kept from now on.
+        node.slot = states.len() as u32;
+        let room = states.push(*s);
+        debug_assert!(room, "a state per instruction at most");
         node.flags |= REACHED;
         true
     } else {
-        state.meet(s)?
+        states.at_mut(node.slot as usize).meet(s)?
     };
     if changed {
         node.flags |= PENDING;

@@ -60,6 +60,21 @@ impl<'a, T: Copy> Buf<'a, T> {
         Some(slot.write(v))
     }
 
+    /// How many elements were pushed.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Element `i`, which must have been pushed: panics otherwise.
+    #[inline(always)]
+    pub(crate) fn at_mut(&mut self, i: usize) -> &mut T {
+        let slot = &mut self.mem[..self.len][i];
+        // SAFETY: `i < len` (the index above panics otherwise) and `mem[..len]` was
+        // initialised by `push`/`push_mut`.
+        unsafe { slot.assume_init_mut() }
+    }
+
     /// The elements pushed, in order.
     pub(crate) fn into_slice(self) -> &'a mut [T] {
         // SAFETY: `mem[..len]` was initialised by `push` (which only ever grows `len`
