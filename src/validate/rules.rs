@@ -272,7 +272,13 @@ const NO_JUMP: u32 = u32::MAX;
 /// jump's target also becomes an instruction index (the number of starts before it,
 /// through per-word `ranks`) and its node is marked [`TARGET`]; the chain is read
 /// before any `slot` of a target is written (by `flow`, later).
-fn boundaries(nodes: &mut [Node], starts: &[u64], ranks: &mut [u32], last: u32, resolve: bool) -> Result<(), Violation> {
+fn boundaries(
+    nodes: &mut [Node],
+    starts: &[u64],
+    ranks: &mut [u32],
+    last: u32,
+    resolve: bool,
+) -> Result<(), Violation> {
     if last == NO_JUMP {
         return Ok(());
     }
