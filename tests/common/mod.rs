@@ -329,16 +329,20 @@ impl RawMaps {
 }
 
 /// Runs `body` in a forked child of this (test child) process and returns how it ended:
-/// for a fault that must end the process (check it with `ExitStatusExt::signal`).
+/// for a fault that must end the process (check it with `ExitStatusExt::signal`), or
+/// exit status 0 if `body` returned and 101 if it panicked.
 pub fn in_grandchild(body: impl FnOnce()) -> std::process::ExitStatus {
     // SAFETY: the child only runs `body` and `_exit`s; the test child is single-threaded
     // here (the harness runs it with one test thread and nothing else spawned).
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
-        body();
+        // A panic must not unwind into the harness: the grandchild has only the forked
+        // test thread, whose exit would end the process with status 0, as if `body` had
+        // passed.
+        let passed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_ok();
         // SAFETY: leaves the grandchild without running the parent's destructors.
-        unsafe { libc::_exit(0) };
+        unsafe { libc::_exit(if passed { 0 } else { 101 }) };
     }
     let mut status = 0;
     // SAFETY: waits for our own child.
