@@ -898,6 +898,52 @@ fn a_full_ring_sends_single_pages_to_windows() {
     });
 }
 
+/// A forked child inherits the ring, its fences and its marks, and goes on using it.
+/// The parent fills the ring and forks. The child frees one inherited ring page, and a
+/// single page it allocates then takes that hole within one round of the cursor (the
+/// ring is used); with every hole taken again, a filter makes any `mmap` into the ring
+/// fail, and a thousand more single pages still allocate: the child never asks for a
+/// hole its parent's pages hold (the marks came with the fork). The parent's ring pages
+/// are untouched by all this.
+#[cfg(feature = "page-ring")]
+#[test]
+fn a_forked_child_goes_on_using_the_ring() {
+    use std::os::unix::process::ExitStatusExt;
+    run_in_child("a_forked_child_goes_on_using_the_ring", || {
+        let ring: Vec<usize> = (0..HOLES).map(|_| wildx::raw::alloc(1) as usize).collect();
+        let maps = common::Maps::read();
+        assert!(ring.iter().all(|&p| in_hole(&maps, p)), "the ring is full");
+        let base = ring.iter().min().unwrap() - 4096;
+        let status = common::in_grandchild(|| {
+            assert_eq!(wildx::raw::free(ring[7] as *mut u8), 0);
+            let mut elsewhere = Vec::new();
+            let again = loop {
+                let p = wildx::raw::alloc(1) as usize;
+                assert_ne!(p, 0);
+                if p == ring[7] {
+                    break p;
+                }
+                assert!(!ring.contains(&p), "{p:#x}: a hole holding an inherited page");
+                elsewhere.push(p);
+                assert!(elsewhere.len() < HOLES, "the freed hole did not come back within one round");
+            };
+            assert!(in_hole(&common::Maps::read(), again));
+            install_filter(&refuse_mmap_in(base, 2 << 20, libc::EPERM));
+            let more: Vec<usize> = (0..1000).map(|_| wildx::raw::alloc(1) as usize).collect();
+            assert!(more.iter().all(|&p| p != 0), "a single page was refused: the child asked for a taken hole");
+            for p in more.into_iter().chain(elsewhere).chain([again]) {
+                assert_eq!(wildx::raw::free(p as *mut u8), 0);
+            }
+        });
+        assert!(status.success(), "the child: {status:?} (signal {:?})", status.signal());
+        let maps = common::Maps::read();
+        assert!(ring.iter().all(|&p| in_hole(&maps, p)), "the parent's ring pages are as they were");
+        for p in ring {
+            assert_eq!(wildx::raw::free(p as *mut u8), 0);
+        }
+    });
+}
+
 /// A seccomp filter (on the calling thread) that fails `mmap` at an address in
 /// `[start, start + len)` (within one 4 GiB-aligned span) with `errno`.
 #[cfg(feature = "page-ring")]
