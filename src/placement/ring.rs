@@ -23,7 +23,9 @@
 //! the fences, which count against `RLIMIT_AS` like any mapping; and the pages in the
 //! ring do not merge (up to [`HOLES`] more mappings). A forked child inherits the ring,
 //! fences and marks included, and goes on using it: the pages in it are the parent's,
-//! inherited (the ring is not used in memfd mode, whose pages are views of a file).
+//! inherited, and their holes stay taken until the child frees them (`tests/hostile.rs`,
+//! `a_forked_child_goes_on_using_the_ring`; the ring is not used in memfd mode, whose
+//! pages are views of a file).
 //!
 //! Invariants owned here: a hole is asked for only by the thread that set its mark in
 //! [`TAKEN`] (so two threads never ask for one hole), and a mark is cleared only when the
