@@ -83,7 +83,7 @@ fn nested_build(profile: &str, features: Option<&str>, bin: &str) -> PathBuf {
     if profile == "min-size" {
         // The size goal is for wildx without its default features: `memfd`, the
         // fallback for systems that deny executable anonymous memory (about 2.5 KiB
-        // more), and `page-ring` (about 0.5 KiB more).
+        // more), and `page-ring` (about 0.4 KiB more).
         cmd.arg("--no-default-features");
     }
     let out = cmd.output().expect("cannot run the nested cargo");
