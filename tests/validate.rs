@@ -141,6 +141,29 @@ fn adversarial_cases_are_rejected() {
     rejects::<V0>(&[0x2e, 0x8b, 0x04, 0x24, 0xc3], 0, Rule::Prefix);
 }
 
+/// Code reached only by a later backward jump (a loop body the code first jumps over)
+/// is checked in the state that jump brings, whatever comes before it in the bytes.
+#[test]
+fn a_body_only_a_backward_jump_enters_is_checked_in_its_state() {
+    // jmp L2; L1: ret; L2: push rax; jmp L1: the ret runs with rsp 8 bytes down.
+    rejects::<V0>(&[0xeb, 0x01, 0xc3, 0x50, 0xeb, 0xfc], 2, Rule::Unbalanced);
+    // Balanced in the state before the jmp that leaves over it, not in the one the
+    // backward jump brings.
+    // push rax; jmp L2; L1: pop rcx; ret; L2: pop rcx; push rax; push rax; jmp L1
+    rejects::<V0>(&[0x50, 0xeb, 0x02, 0x59, 0xc3, 0x59, 0x50, 0x50, 0xeb, 0xf9], 4, Rule::Unbalanced);
+    // jmp L2; L1: mov rax, rdx; ret; L2: xor edx, edx; jmp L1: rdx is defined where
+    // the body runs, though not at the first jmp.
+    let body = [0xeb, 0x04, 0x48, 0x89, 0xd0, 0xc3, 0x31, 0xd2, 0xeb, 0xf8];
+    assert_eq!(compile::<U1>(&body).map(|c| c.call((7,))), Ok(0));
+    // Without the xor, rdx is read undefined.
+    rejects::<U1>(&[0xeb, 0x04, 0x48, 0x89, 0xd0, 0xc3, 0x90, 0x90, 0xeb, 0xf8], 2, Rule::ArgumentUndefined);
+    // A loop whose back edge loses what its head knew: rbx is the caller's on entry,
+    // clobbered in the body, and the exit after the loop returns it clobbered.
+    // L: test rdi, rdi; je out; mov ebx, 1; dec rdi; jmp L; out: ret
+    let loop_clobbers = [0x48, 0x85, 0xff, 0x74, 0x0a, 0xbb, 1, 0, 0, 0, 0x48, 0xff, 0xcf, 0xeb, 0xf1, 0xc3];
+    rejects::<extern "sysv64" fn(u64)>(&loop_clobbers, 15, Rule::CalleeSaved);
+}
+
 #[test]
 fn display_says_offset_and_rule() {
     let err = compile::<R0>(&[0xeb, 0x01, 0xb8, 0x01, 0x00, 0x00, 0x00, 0xc3]).unwrap_err();

@@ -10,6 +10,10 @@
 //! `WILDX_VALIDATE_ROUNDS=1` and run under
 //! `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*steady_passes*'`,
 //! the instructions counted are exactly the 400 passes' (divide by 400 × 557 bytes).
+//! `WILDX_VALIDATE_ONLY=K` restricts the steady loop to the fixture's K-th function (in
+//! the order of `own_signatures`); `WILDX_VALIDATE_EACH=1` prints, after the steady
+//! figure for own signatures, each function's best time per check alone (the fixed
+//! cost of a check shows in the shortest).
 
 #![allow(missing_docs)]
 
@@ -142,6 +146,11 @@ fn steady(mode: &str) {
         "fnv1a64" => own.into_iter().map(|(f, _)| (f, fnv)).collect(),
         _ => panic!("unknown WILDX_VALIDATE_STEADY mode {mode}"),
     };
+    let list: Vec<(Vec<u8>, Check)> =
+        match std::env::var("WILDX_VALIDATE_ONLY").ok().and_then(|k| k.parse::<usize>().ok()) {
+            Some(k) => vec![list[k].clone()],
+            None => list,
+        };
     let bytes: usize = list.iter().map(|(f, _)| f.len()).sum();
     let rounds: usize = std::env::var("WILDX_VALIDATE_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(50);
     const PASSES: usize = 400;
@@ -157,6 +166,20 @@ fn steady(mode: &str) {
 criterion_group!(benches, bench);
 
 fn main() {
+    if std::env::var("WILDX_VALIDATE_EACH").is_ok() {
+        steady("function_own_signature");
+        for (k, (f, check)) in own_signatures().into_iter().enumerate() {
+            let one = vec![(f.clone(), check)];
+            let mut best = f64::MAX;
+            for _ in 0..200 {
+                let t = std::time::Instant::now();
+                steady_passes(400, &one);
+                best = best.min(t.elapsed().as_nanos() as f64 / 400.0);
+            }
+            println!("{k:2} {:4} bytes {best:7.1} ns {:5.2} ns/byte", f.len(), best / f.len() as f64);
+        }
+        return;
+    }
     if let Ok(mode) = std::env::var("WILDX_VALIDATE_STEADY") {
         steady(&mode);
         return;

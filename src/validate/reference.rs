@@ -539,6 +539,113 @@ mod tests {
         }
     }
 
+    /// Code shaped like compiled loops, where the one pass (`rules::one_pass_stack`)
+    /// assumes a state for code it has not reached and backward jumps confirm it or not:
+    /// `head; jmp L2; L1: body; ret; L2: tail; j(cc) L1; ...` and `head; L1: body;
+    /// jcc L1; tail; ret`, each part drawn from stack and register idioms. Whatever the
+    /// one pass accepts, the reference accepts, and `check` agrees with the reference;
+    /// both the one pass accepting and declining code the reference accepts happen.
+    #[test]
+    fn the_one_pass_accepts_only_what_the_reference_accepts() {
+        let parts: [&[u8]; 16] = [
+            &[0x50],                   // push rax
+            &[0x53],                   // push rbx
+            &[0x59],                   // pop rcx
+            &[0x5b],                   // pop rbx
+            &[0x31, 0xd2],             // xor edx, edx
+            &[0x31, 0xc0],             // xor eax, eax
+            &[0x48, 0x89, 0xd0],       // mov rax, rdx
+            &[0x48, 0x89, 0xf8],       // mov rax, rdi
+            &[0x48, 0x01, 0xf8],       // add rax, rdi
+            &[0xbb, 1, 0, 0, 0],       // mov ebx, 1
+            &[0x48, 0x89, 0xe3],       // mov rbx, rsp
+            &[0x48, 0x89, 0xdc],       // mov rsp, rbx
+            &[0x48, 0x83, 0xec, 0x08], // sub rsp, 8
+            &[0x48, 0x83, 0xc4, 0x08], // add rsp, 8
+            &[0x48, 0xff, 0xcf],       // dec rdi
+            &[0x90],                   // nop
+        ];
+        let mut rng = Rng(0x5eed_0f_100b);
+        let (mut one_pass, mut declined, mut code) = (0, 0, Vec::new());
+        let part = |rng: &mut Rng, code: &mut Vec<u8>| {
+            for _ in 0..rng.below(4) {
+                code.extend_from_slice(parts[rng.below(parts.len())]);
+            }
+        };
+        for case in 0..40_000 {
+            code.clear();
+            part(&mut rng, &mut code);
+            if case % 2 == 0 {
+                // head; jmp L2; L1: body; ret; L2: tail; jmp/jcc L1; [ret]
+                let jmp = code.len();
+                code.extend_from_slice(&[0xeb, 0]);
+                let l1 = code.len();
+                part(&mut rng, &mut code);
+                code.push(0xc3);
+                code[jmp + 1] = (code.len() - l1) as u8;
+                part(&mut rng, &mut code);
+                let back = l1 as i64 - (code.len() as i64 + 2);
+                code.extend_from_slice(&[if rng.below(2) == 0 { 0xeb } else { 0x75 }, back as i8 as u8]);
+                if rng.below(2) == 0 {
+                    code.push(0xc3);
+                }
+            } else {
+                // head; L1: body; jcc L1; tail; ret
+                let l1 = code.len();
+                part(&mut rng, &mut code);
+                let back = l1 as i64 - (code.len() as i64 + 2);
+                code.extend_from_slice(&[0x75, back as i8 as u8]);
+                part(&mut rng, &mut code);
+                code.push(0xc3);
+            }
+            for abi in abis().into_iter().flatten() {
+                let reference = super::old::check(&code, Some(abi));
+                if rules::one_pass_stack(&code, abi) {
+                    assert_eq!(reference, Ok(()), "{code:02x?} {abi:?}");
+                    one_pass += 1;
+                } else if reference.is_ok() {
+                    declined += 1;
+                }
+                assert_eq!(rules::check(&code, Some(abi)), reference, "{code:02x?} {abi:?}");
+            }
+        }
+        assert!(one_pass > 5_000 && declined > 500, "{one_pass} accepted in one pass, {declined} declined");
+    }
+
+    /// The one pass decides every function of the compiler fixture with its own
+    /// signature (what the speed figures in `docs/validator.md` rest on).
+    #[test]
+    fn the_one_pass_decides_the_compiler_fixture() {
+        use Class::{Float as F, Int as I};
+        let list: [(&str, &[Class], Class); 20] = [
+            ("add_i32.gcc", &[I, I], I),
+            ("mul_add.gcc", &[I, I, I], I),
+            ("udiv.gcc", &[I, I], I),
+            ("sdiv.gcc", &[I, I], I),
+            ("sum_to.gcc", &[I], I),
+            ("collatz.gcc", &[I], I),
+            ("clamp.gcc", &[I, I, I], I),
+            ("max6.gcc", &[I, I, I, I, I, I], I),
+            ("lerp.gcc", &[F, F, F], F),
+            ("mixf.gcc", &[F, F, I], F),
+            ("poly.gcc", &[F, I], F),
+            ("f64_to_i64.gcc", &[F], I),
+            ("popcount_loop.gcc", &[I], I),
+            ("r_add_i32.rustc", &[I, I], I),
+            ("r_gcd.rustc", &[I, I], I),
+            ("r_sum_sq.rustc", &[I], I),
+            ("r_select.rustc", &[I, I, I], I),
+            ("r_hypot2.rustc", &[F, F], F),
+            ("r_scale.rustc", &[F, I], F),
+            ("r_mix.rustc", &[I, I, I, I], I),
+        ];
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/validate");
+        for (name, args, ret) in list {
+            let code = std::fs::read(std::format!("{dir}/{name}.bin")).unwrap();
+            assert!(rules::one_pass_stack(&code, Abi::of(args, ret)), "{name}");
+        }
+    }
+
     /// The kept scratch mapping is used by one check at a time: threads checking
     /// different mid-size code at once, each with a different verdict, all get their own
     /// code's answer, the reference's.

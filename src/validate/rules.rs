@@ -1,6 +1,8 @@
 //! The rules: a linear sweep that decodes every byte, then a forward data-flow pass over
 //! the reachable instructions that follows the stack, the callee-saved registers and
-//! which registers are defined.
+//! which registers are defined. With the ABI rules and short code, a single pass
+//! ([`one_pass`]) that decodes and applies each instruction at once is tried first; it
+//! accepts only what the two steps accept and leaves everything else to them.
 //!
 //! Invariant owned here: [`check`] returns `Ok` only if every rule of the module docs
 //! of `validate` holds on every path, for every instruction reached from offset 0.
@@ -71,6 +73,16 @@ impl State {
         s
     }
 
+    /// Whether meeting `other` into `self` would change nothing (and not fail): `self`
+    /// knows nothing `other` does not.
+    #[inline]
+    fn below(&self, other: &State) -> bool {
+        // Selects and sums rather than branches, so the loops become vector operations.
+        let regs = self.regs.iter().zip(other.regs.iter()).fold(0, |n, (a, b)| n | (*a != *b && *a != OTHER) as u8);
+        let slots = self.slots.iter().zip(other.slots.iter()).fold(0, |n, (a, b)| n | (*a != *b && *a != 0) as u8);
+        regs | slots == 0 && self.defined & !other.defined == 0
+    }
+
     /// Meets `other` into `self`; whether `self` changed.
     #[inline]
     fn meet(&mut self, other: &State) -> Result<bool, Rule> {
@@ -136,15 +148,13 @@ pub(crate) fn check(code: &[u8], abi: Option<Abi>) -> Result<(), Violation> {
             return result;
         }
     }
+    if let (Some(abi), true) = (abi, code.len() <= STACK_LEN) {
+        if one_pass_stack(code, abi) {
+            return Ok(());
+        }
+    }
     if code.len() <= STACK_LEN {
-        // Nothing here is zeroed but the start bitmap (8 words): short code pays only
-        // for its instructions.
-        let mut nodes = [const { MaybeUninit::<Node>::uninit() }; STACK_NODES];
-        let mut states = [const { MaybeUninit::<State>::uninit() }; STACK_NODES];
-        let mut starts = [0u64; STACK_LEN / 64];
-        let mut ranks = [0u32; STACK_LEN / 64];
-        let words = code.len().div_ceil(64);
-        if let Some(result) = run(code, abi, &mut nodes, &mut states, &mut starts[..words], &mut ranks[..words]) {
+        if let Some(result) = run_stack(code, abi) {
             return result;
         }
         // More instructions than the stack holds: start again with a mapping. The sweep
@@ -155,6 +165,20 @@ pub(crate) fn check(code: &[u8], abi: Option<Abi>) -> Result<(), Violation> {
     let (nodes, states, starts, ranks) = mapped.parts();
     // A mapping has room for one node and one state per code byte: it never runs out.
     run(code, abi, nodes, states, starts, ranks).unwrap_or(Err(at0(Rule::NoScratch)))
+}
+
+/// [`run`] with scratch on the stack (`None` if it holds too few instructions); out of
+/// line, so a check that does not come here does not set up its frame.
+#[inline(never)]
+fn run_stack(code: &[u8], abi: Option<Abi>) -> Option<Result<(), Violation>> {
+    // Nothing here is zeroed but the start bitmap (8 words): short code pays only for
+    // its instructions.
+    let mut nodes = [const { MaybeUninit::<Node>::uninit() }; STACK_NODES];
+    let mut states = [const { MaybeUninit::<State>::uninit() }; STACK_NODES];
+    let mut starts = [0u64; STACK_LEN / 64];
+    let mut ranks = [0u32; STACK_LEN / 64];
+    let words = code.len().div_ceil(64);
+    run(code, abi, &mut nodes, &mut states, &mut starts[..words], &mut ranks[..words])
 }
 
 /// Code up to this length is first checked by [`quick_structural`] when only the
@@ -261,6 +285,178 @@ fn run(
         return Some(Ok(()));
     }
     Some(flow(code, abi, nodes, states))
+}
+
+/// Forward jumps whose targets the one pass has not reached yet, at most.
+const PENDING_JUMPS: usize = 8;
+/// Distinct forward targets in one code, at most, for the one pass.
+const LANDINGS: usize = 16;
+/// States the one pass keeps, at most (see [`one_pass`]): one per 16 code bytes and
+/// forward target.
+const CHECKPOINTS: usize = STACK_LEN / 16 + LANDINGS;
+
+/// [`one_pass`] with scratch on the stack.
+#[inline(always)]
+pub(super) fn one_pass_stack(code: &[u8], abi: Abi) -> bool {
+    let mut landing = [const { MaybeUninit::<State>::uninit() }; LANDINGS];
+    let mut kept = [const { MaybeUninit::<(u32, State)>::uninit() }; CHECKPOINTS];
+    one_pass(code, abi, &mut landing, &mut kept)
+}
+
+/// The ABI check in one pass over the code that decodes each instruction and applies
+/// it to the state at once. True only where `run` would return `Ok`; false wherever it
+/// cannot tell so cheaply (a rule broken, a backward jump that does not confirm the
+/// state its target was checked in, more than [`PENDING_JUMPS`] forward jumps open at
+/// once, more forward targets or kept states than there is room for): `run` then
+/// decides, so the verdict and its offset are always `run`'s.
+///
+/// Each instruction is checked once, in address order, in a state `S`: the first in
+/// the entry state; one a forward jump reaches in the meet of the states those jumps
+/// carry and, unless a `ret` or `jmp` comes before it, the state falling through; any
+/// other in the state falling through from the one before (past a `ret` or `jmp`:
+/// padding, or a loop body only a later backward jump enters, is checked in the state
+/// before that `ret` or `jmp`, an assumption). A backward jump is accepted only if
+/// meeting its state into its target's `S` changes nothing.
+///
+/// Why true means `run`'s `Ok`: then for every edge, into every instruction, `S` of
+/// the instruction is at or below (met into: no more known) what the edge carries, and
+/// `S` of the first instruction is the entry state. `run` computes the greatest such
+/// assignment of states, so its states are at or above these; every check `step`
+/// makes passes in a state if it passes in one below it (less known: fewer defined
+/// registers, fewer followed values), and each passed here. Instructions nothing
+/// reaches are checked here too, which only makes this stricter than `run`.
+///
+/// States are not kept per instruction (copying one costs more than checking most
+/// instructions): only at forward targets and at the first instruction starting in each
+/// 16-byte block of the code (so at a loop head, which compilers align to 16 bytes). A
+/// backward jump finds its target's `S` by applying the instructions from the nearest
+/// kept state before it (none of them a forward target, so the same steps as the first
+/// time): at most 31 bytes of them, so linear in all.
+fn one_pass(code: &[u8], abi: Abi, landing: &mut [MaybeUninit<State>], kept: &mut [MaybeUninit<(u32, State)>]) -> bool {
+    let mut landing = Buf::new(landing);
+    let mut kept = Buf::new(kept);
+    // Forward jumps not landed yet: (target, index of its state in `landing`), the
+    // nearest target last; one entry per target, its state met over the jumps.
+    let mut open = [(0u32, 0u32); PENDING_JUMPS];
+    let mut pending = 0;
+    let mut next_target = u32::MAX;
+    let mut s = State::entry(Some(abi));
+    let mut live = true;
+    // The 16-byte block of the last instruction.
+    let mut block = usize::MAX;
+    let mut at = 0;
+    while at < code.len() {
+        let mut keep = at / 16 != block;
+        block = at / 16;
+        if at as u32 >= next_target {
+            if at as u32 != next_target {
+                // A forward jump into an instruction.
+                return false;
+            }
+            pending -= 1;
+            let landed = landing.at_mut(open[pending].1 as usize);
+            if !live {
+                s = *landed;
+            } else if s.meet(landed).is_err() {
+                return false;
+            }
+            next_target = if pending > 0 { open[pending - 1].0 } else { u32::MAX };
+            keep = true;
+        }
+        live = true;
+        if keep && !kept.push((at as u32, s)) {
+            return false;
+        }
+        let mut insn = Insn::EMPTY;
+        let Ok(len) = decode::decode_into_outlined(code, at, &mut insn) else { return false };
+        let next = at + len as usize;
+        if !apply(code, abi, &insn, at, &mut s) {
+            return false;
+        }
+        match insn.flow {
+            Flow::Next | Flow::Call(_) => {}
+            Flow::Ret => live = false,
+            Flow::Jump(t) | Flow::Branch(t) => {
+                if t < 0 || t as usize >= code.len() {
+                    return false;
+                }
+                let t = t as u32;
+                if t as usize >= next {
+                    // Forward: kept until the pass reaches the target, met per target.
+                    let mut k = pending;
+                    while k > 0 && open[k - 1].0 < t {
+                        k -= 1;
+                    }
+                    if k > 0 && open[k - 1].0 == t {
+                        if landing.at_mut(open[k - 1].1 as usize).meet(&s).is_err() {
+                            return false;
+                        }
+                    } else {
+                        if pending == PENDING_JUMPS || !landing.push(s) {
+                            return false;
+                        }
+                        let mut j = pending;
+                        while j > k {
+                            open[j] = open[j - 1];
+                            j -= 1;
+                        }
+                        open[k] = (t, landing.len() as u32 - 1);
+                        pending += 1;
+                        next_target = open[pending - 1].0;
+                    }
+                } else {
+                    // Backward: onto an instruction start whose state this confirms.
+                    let Some(target) = state_at(code, abi, kept.as_slice(), t as usize) else { return false };
+                    if !target.below(&s) {
+                        return false;
+                    }
+                }
+                if let Flow::Jump(_) = insn.flow {
+                    live = false;
+                }
+            }
+            Flow::Trap => return false,
+        }
+        at = next;
+    }
+    // Nothing falls off the end, and no forward jump is left inside the last
+    // instruction.
+    !live && pending == 0
+}
+
+/// One instruction at `at` applied to `s`, as `run` applies it; false if a rule breaks
+/// (a `call` other than to 0 and a reachable `int3` included).
+#[inline(always)]
+fn apply(code: &[u8], abi: Abi, insn: &Insn, at: usize, s: &mut State) -> bool {
+    if let Some(result) = register_only(insn, s) {
+        return result.is_ok();
+    }
+    match (insn.flow, insn.mem, insn.op, insn.reads, insn.writes) {
+        // A jmp/jcc changes no state (as in `flow`).
+        (Flow::Jump(_) | Flow::Branch(_), None, Op::Other, 0, 0) => true,
+        // A plain ret: what `step` checks for it (it reads only rsp, no argument).
+        (Flow::Ret, _, Op::Other, reads, _) if reads & Abi::ARG_REGS == 0 => returns(s, abi).is_ok(),
+        (Flow::Call(t), ..) if t != 0 => false,
+        _ => step(code, Some(abi), insn, at, 0, 0, s).is_ok(),
+    }
+}
+
+/// The one pass's state before the instruction at `target` (already passed), from the
+/// nearest state kept at or before it; `None` if `target` is inside an instruction.
+#[inline(never)]
+fn state_at(code: &[u8], abi: Abi, kept: &[(u32, State)], target: usize) -> Option<State> {
+    // The nearest kept state is mostly the last or close to it.
+    let k = kept.iter().rposition(|&(at, _)| at as usize <= target)?;
+    let (mut at, mut s) = (kept[k].0 as usize, kept[k].1);
+    while at < target {
+        let mut insn = Insn::EMPTY;
+        let len = decode::decode_into_outlined(code, at, &mut insn).ok()?;
+        if !apply(code, abi, &insn, at, &mut s) {
+            return None;
+        }
+        at += len as usize;
+    }
+    (at == target).then_some(s)
 }
 
 /// No jmp/jcc: the end of the chain of jumps the sweep links through `Node::slot`.
@@ -382,34 +578,10 @@ fn flow(code: &[u8], abi: Option<Abi>, nodes: &mut [Node], states: &mut [MaybeUn
             let at = node.at as usize;
             let fail = |rule| Violation { offset: at, rule };
             let insn = &node.insn;
-            if let (Flow::Next, None) = (insn.flow, insn.mem) {
-                // Most instructions: they fall through, touch no memory, and give no
-                // register a followed value except by a copy between registers that is
-                // not to rsp. What `step` does for them, without building successors.
-                let copy = match insn.op {
-                    Op::Other => Some(None),
-                    Op::Mov(d, r) if d != RSP => Some(Some((d, s.regs[r as usize]))),
-                    _ => None,
-                };
-                if let Some(copy) = copy {
-                    if insn.reads & Abi::ARG_REGS & !s.defined != 0 {
-                        return Err(fail(Rule::ArgumentUndefined));
-                    }
-                    s.defined |= insn.writes;
-                    if insn.writes & decode::gpr(RSP) != 0 {
-                        return Err(fail(Rule::StackUnknown));
-                    }
-                    let mut written = insn.writes & 0xffff;
-                    while written != 0 {
-                        s.regs[written.trailing_zeros() as usize & 15] = OTHER;
-                        written &= written - 1;
-                    }
-                    if let Some((d, v)) = copy {
-                        s.regs[d as usize] = v;
-                    }
-                    carried = enter(nodes, &mut states, &s, i, i + 1, &mut from).map_err(fail)?;
-                    continue;
-                }
+            if let Some(result) = register_only(insn, &mut s) {
+                result.map_err(fail)?;
+                carried = enter(nodes, &mut states, &s, i, i + 1, &mut from).map_err(fail)?;
+                continue;
             }
             if let (Flow::Jump(_) | Flow::Branch(_), None, Op::Other, 0, 0) =
                 (insn.flow, insn.mem, insn.op, insn.reads, insn.writes)
@@ -436,6 +608,44 @@ fn flow(code: &[u8], abi: Option<Abi>, nodes: &mut [Node], states: &mut [MaybeUn
         }
     }
     Ok(())
+}
+
+/// What `step` does for most instructions, without building successors: those that fall
+/// through, read and write no memory (a `lea` or `nop` has an operand it does not
+/// access), and give no register a followed value except by a copy between registers or
+/// a `lea`, neither to rsp. `None` for any other instruction.
+#[inline(always)]
+fn register_only(insn: &Insn, s: &mut State) -> Option<Result<(), Rule>> {
+    let untouched = match insn.mem {
+        None => true,
+        Some(m) => !m.read && !m.write,
+    };
+    if insn.flow != Flow::Next || !untouched {
+        return None;
+    }
+    let copy = match insn.op {
+        Op::Other => None,
+        Op::Mov(d, r) if d != RSP => Some((d, s.regs[r as usize])),
+        // As `step` gives it: the address if it is in the frame, read before the write.
+        Op::Lea(d) if d != RSP => Some((d, insn.mem.and_then(|m| stack_address(s, &m)).map_or(OTHER, clamp))),
+        _ => return None,
+    };
+    if insn.reads & Abi::ARG_REGS & !s.defined != 0 {
+        return Some(Err(Rule::ArgumentUndefined));
+    }
+    s.defined |= insn.writes;
+    if insn.writes & decode::gpr(RSP) != 0 {
+        return Some(Err(Rule::StackUnknown));
+    }
+    let mut written = insn.writes & 0xffff;
+    while written != 0 {
+        s.regs[written.trailing_zeros() as usize & 15] = OTHER;
+        written &= written - 1;
+    }
+    if let Some((d, v)) = copy {
+        s.regs[d as usize] = v;
+    }
+    Some(Ok(()))
 }
 
 /// Enters state `s` from instruction `i` into its successor `t` (`nodes.len()`: off the
@@ -525,20 +735,7 @@ fn step(
         }
     }
     match insn.flow {
-        Flow::Ret => {
-            if s.regs[RSP as usize] != 0 {
-                return Err(Rule::Unbalanced);
-            }
-            for (k, &r) in CALLEE_SAVED.iter().enumerate() {
-                if s.regs[r as usize] != k as i16 + 1 {
-                    return Err(Rule::CalleeSaved);
-                }
-            }
-            if s.defined & abi.ret != abi.ret {
-                return Err(Rule::ReturnUndefined);
-            }
-            return Ok(succ);
-        }
+        Flow::Ret => return returns(s, abi).map(|()| succ),
         Flow::Call(_) => {
             let rsp = s.regs[RSP as usize] as i64;
             if (rsp + 8) % 16 != 0 {
@@ -639,6 +836,24 @@ fn step(
         }
     }
     Ok(succ)
+}
+
+/// The rules at a `ret` in state `s`: the stack back where it started, every
+/// callee-saved register holding the caller's value, the result defined.
+#[inline(always)]
+fn returns(s: &State, abi: Abi) -> Result<(), Rule> {
+    if s.regs[RSP as usize] != 0 {
+        return Err(Rule::Unbalanced);
+    }
+    for (k, &r) in CALLEE_SAVED.iter().enumerate() {
+        if s.regs[r as usize] != k as i16 + 1 {
+            return Err(Rule::CalleeSaved);
+        }
+    }
+    if s.defined & abi.ret != abi.ret {
+        return Err(Rule::ReturnUndefined);
+    }
+    Ok(())
 }
 
 /// Keeps an address offset inside the range the state can express.

@@ -60,6 +60,14 @@ impl<'a, T: Copy> Buf<'a, T> {
         Some(slot.write(v))
     }
 
+    /// The elements pushed so far.
+    #[inline(always)]
+    pub(crate) fn as_slice(&self) -> &[T] {
+        // SAFETY: `mem[..len]` was initialised by `push`/`push_mut`, and `MaybeUninit<T>`
+        // has `T`'s layout.
+        unsafe { &*(ptr::from_ref(&self.mem[..self.len]) as *const [T]) }
+    }
+
     /// How many elements were pushed.
     #[inline(always)]
     pub(crate) fn len(&self) -> usize {
