@@ -158,7 +158,7 @@ impl fmt::Display for Violation {
 /// the stack (at most 2 KiB): code that breaks a decoding or jump-range rule, or whose
 /// jumps all land on instruction starts, that holds no `int3` and whose last instruction
 /// is a `ret` or `jmp`; none either for code up to 512 bytes and 128 instructions
-/// (scratch on the stack, about 15 KiB). Longer code uses a scratch mapping (116 bytes per code byte, touched
+/// (scratch on the stack: at most about 19 KiB of it in use at once). Longer code uses a scratch mapping (116 bytes per code byte, touched
 /// only per instruction); one mapping of up to 1 MiB (code up to about 9 KiB) is kept
 /// process-wide for the next check, so only the first such check, or one that needs a
 /// larger mapping, makes an `mmap` (and `munmap`).
@@ -179,6 +179,13 @@ pub fn structural(code: &[u8]) -> Result<(), Violation> {
 
 /// Checks every rule for a function of signature `F`: what [`crate::jit::compile`]
 /// runs before sealing.
+///
+/// Syscalls: none for code up to 512 bytes and 128 instructions (scratch on the stack,
+/// at most about 19 KiB of it in use at once); longer code uses the scratch mapping
+/// [`structural`] describes. Code up to 512 bytes is first checked in one pass that
+/// decodes and applies each instruction at once (about 3.5 KiB of that stack); where
+/// that pass cannot accept, the full check decides, so the verdict and its offset never
+/// depend on which one ran.
 ///
 /// # Errors
 /// The first [`Violation`] found.
