@@ -331,7 +331,8 @@ pub(super) fn one_pass_stack(code: &[u8], abi: Abi) -> bool {
 /// 16-byte block of the code (so at a loop head, which compilers align to 16 bytes). A
 /// backward jump finds its target's `S` by applying the instructions from the nearest
 /// kept state before it (none of them a forward target, so the same steps as the first
-/// time): at most 31 bytes of them, so linear in all.
+/// time): the target starts an instruction in its own 16-byte block, so the first one
+/// there was kept, at most 15 bytes before it: linear in all.
 fn one_pass(code: &[u8], abi: Abi, landing: &mut [MaybeUninit<State>], kept: &mut [MaybeUninit<(u32, State)>]) -> bool {
     let mut landing = Buf::new(landing);
     let mut kept = Buf::new(kept);
