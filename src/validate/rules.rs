@@ -432,12 +432,13 @@ fn apply(code: &[u8], abi: Abi, insn: &Insn, at: usize, s: &mut State) -> bool {
     if let Some(result) = register_only(insn, s) {
         return result.is_ok();
     }
-    match (insn.flow, insn.mem, insn.op, insn.reads, insn.writes) {
-        // A jmp/jcc changes no state (as in `flow`).
-        (Flow::Jump(_) | Flow::Branch(_), None, Op::Other, 0, 0) => true,
+    if plain_jump(insn) {
+        return true;
+    }
+    match (insn.flow, insn.op) {
         // A plain ret: what `step` checks for it (it reads only rsp, no argument).
-        (Flow::Ret, _, Op::Other, reads, _) if reads & Abi::ARG_REGS == 0 => returns(s, abi).is_ok(),
-        (Flow::Call(t), ..) if t != 0 => false,
+        (Flow::Ret, Op::Other) if insn.reads & Abi::ARG_REGS == 0 => returns(s, abi).is_ok(),
+        (Flow::Call(t), _) if t != 0 => false,
         _ => step(code, Some(abi), insn, at, 0, 0, s).is_ok(),
     }
 }
@@ -584,9 +585,7 @@ fn flow(code: &[u8], abi: Option<Abi>, nodes: &mut [Node], states: &mut [MaybeUn
                 carried = enter(nodes, &mut states, &s, i, i + 1, &mut from).map_err(fail)?;
                 continue;
             }
-            if let (Flow::Jump(_) | Flow::Branch(_), None, Op::Other, 0, 0) =
-                (insn.flow, insn.mem, insn.op, insn.reads, insn.writes)
-            {
+            if plain_jump(insn) {
                 // A jmp/jcc: it changes no state; what `step` returns for it, inline.
                 let target = node.target as usize;
                 if let Flow::Jump(_) = insn.flow {
@@ -647,6 +646,16 @@ fn register_only(insn: &Insn, s: &mut State) -> Option<Result<(), Rule>> {
         s.regs[d as usize] = v;
     }
     Some(Ok(()))
+}
+
+/// A `jmp`/`jcc rel` that reads, writes and touches nothing: it changes no state, so
+/// `step` has nothing to do for it.
+#[inline(always)]
+fn plain_jump(insn: &Insn) -> bool {
+    matches!(
+        (insn.flow, insn.mem, insn.op, insn.reads, insn.writes),
+        (Flow::Jump(_) | Flow::Branch(_), None, Op::Other, 0, 0)
+    )
 }
 
 /// Enters state `s` from instruction `i` into its successor `t` (`nodes.len()`: off the
