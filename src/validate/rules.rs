@@ -343,31 +343,33 @@ fn one_pass(code: &[u8], abi: Abi, landing: &mut [MaybeUninit<State>], kept: &mu
     let mut next_target = u32::MAX;
     let mut s = State::entry(Some(abi));
     let mut live = true;
-    // The 16-byte block of the last instruction.
-    let mut block = usize::MAX;
+    // Where the next 16-byte block starts or the nearest forward target is, whichever
+    // comes first: an instruction before it is neither kept nor landed on.
+    let mut event = 0;
     let mut at = 0;
     while at < code.len() {
-        let mut keep = at / 16 != block;
-        block = at / 16;
-        if at as u32 >= next_target {
-            if at as u32 != next_target {
-                // A forward jump into an instruction.
+        if at >= event {
+            if at as u32 >= next_target {
+                if at as u32 != next_target {
+                    // A forward jump into an instruction.
+                    return false;
+                }
+                pending -= 1;
+                let landed = landing.at_mut(open[pending].1 as usize);
+                if !live {
+                    s = *landed;
+                } else if s.meet(landed).is_err() {
+                    return false;
+                }
+                next_target = if pending > 0 { open[pending - 1].0 } else { u32::MAX };
+            }
+            // The first instruction of a 16-byte block, or a forward target.
+            if !kept.push((at as u32, s)) {
                 return false;
             }
-            pending -= 1;
-            let landed = landing.at_mut(open[pending].1 as usize);
-            if !live {
-                s = *landed;
-            } else if s.meet(landed).is_err() {
-                return false;
-            }
-            next_target = if pending > 0 { open[pending - 1].0 } else { u32::MAX };
-            keep = true;
+            event = (next_target as usize).min((at / 16 + 1) * 16);
         }
         live = true;
-        if keep && !kept.push((at as u32, s)) {
-            return false;
-        }
         let mut insn = Insn::EMPTY;
         let Ok(len) = decode::decode_into_outlined(code, at, &mut insn) else { return false };
         let next = at + len as usize;
@@ -404,6 +406,7 @@ fn one_pass(code: &[u8], abi: Abi, landing: &mut [MaybeUninit<State>], kept: &mu
                         open[k] = (t, landing.len() as u32 - 1);
                         pending += 1;
                         next_target = open[pending - 1].0;
+                        event = event.min(next_target as usize);
                     }
                 } else {
                     // Backward: onto an instruction start whose state this confirms.
@@ -627,7 +630,7 @@ fn register_only(insn: &Insn, s: &mut State) -> Option<Result<(), Rule>> {
         Op::Other => None,
         Op::Mov(d, r) if d != RSP => Some((d, s.regs[r as usize])),
         // As `step` gives it: the address if it is in the frame, read before the write.
-        Op::Lea(d) if d != RSP => Some((d, insn.mem.and_then(|m| stack_address(s, &m)).map_or(OTHER, clamp))),
+        Op::Lea(d) if d != RSP => Some((d, address(s, insn))),
         _ => return None,
     };
     if insn.reads & Abi::ARG_REGS & !s.defined != 0 {
@@ -805,14 +808,8 @@ fn step(
         }
         Op::Mov(d, r) => set = (d, s.regs[r as usize]),
         Op::Load(d) => set = (d, loaded(s)),
-        Op::Lea(d) => {
-            let v = insn.mem.and_then(|m| stack_address(s, &m)).map_or(OTHER, clamp);
-            set = (d, v);
-        }
-        Op::AddImm(r, imm) => {
-            let v = s.regs[r as usize];
-            set = (r, if v <= 0 { clamp(v as i64 + imm as i64) } else { OTHER });
-        }
+        Op::Lea(d) => set = (d, address(s, insn)),
+        Op::AddImm(r, imm) => set = (r, added(s.regs[r as usize], imm)),
         Op::Leave => {
             let frame = s.regs[RBP as usize];
             if frame > 0 {
@@ -864,6 +861,19 @@ fn returns(s: &State, abi: Abi) -> Result<(), Rule> {
         return Err(Rule::ReturnUndefined);
     }
     Ok(())
+}
+
+/// The value a `lea` gives its register: the address if it is in the frame.
+#[inline(always)]
+fn address(s: &State, insn: &Insn) -> i16 {
+    insn.mem.and_then(|m| stack_address(s, &m)).map_or(OTHER, clamp)
+}
+
+/// The value of a register holding `v` after `add`/`sub` of `imm`: still a frame
+/// address if it was one.
+#[inline(always)]
+fn added(v: i16, imm: i32) -> i16 {
+    if v <= 0 { clamp(v as i64 + imm as i64) } else { OTHER }
 }
 
 /// Keeps an address offset inside the range the state can express.
