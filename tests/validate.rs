@@ -378,6 +378,55 @@ fn bad_input_is_rejected_without_panic() {
     assert_eq!(structural(&too_big).unwrap_err().rule, Rule::TooLarge);
 }
 
+/// Every strict prefix of every fixture function is rejected by `function` (the path
+/// `compile` takes: code this short is first tried in the one pass, which decodes from
+/// a copy of the code padded with zeros). Where `structural` finds the cut inside an
+/// instruction, `function` reports that same offset and rule, whatever the padding
+/// after the cut would decode to.
+#[test]
+fn every_cut_of_the_fixture_is_rejected() {
+    type U6 = extern "sysv64" fn(u64, u64, u64, u64, u64, u64) -> u64;
+    // Besides the fixture: a jmp rel8 whose displacement is cut off (were the padding
+    // 0xfe, it would read as a jump to itself, the one way a cut instruction could end
+    // a path).
+    let all: [&[u8]; 21] = [
+        &[0x31, 0xc0, 0xeb, 0x00],
+        fixture!("add_i32.gcc"),
+        fixture!("clamp.gcc"),
+        fixture!("collatz.gcc"),
+        fixture!("f64_to_i64.gcc"),
+        fixture!("lerp.gcc"),
+        fixture!("max6.gcc"),
+        fixture!("mixf.gcc"),
+        fixture!("mul_add.gcc"),
+        fixture!("poly.gcc"),
+        fixture!("popcount_loop.gcc"),
+        fixture!("r_add_i32.rustc"),
+        fixture!("r_gcd.rustc"),
+        fixture!("r_hypot2.rustc"),
+        fixture!("r_mix.rustc"),
+        fixture!("r_scale.rustc"),
+        fixture!("r_select.rustc"),
+        fixture!("r_sum_sq.rustc"),
+        fixture!("sdiv.gcc"),
+        fixture!("sum_to.gcc"),
+        fixture!("udiv.gcc"),
+    ];
+    let mut truncated = 0;
+    for code in all {
+        for cut in 1..code.len() {
+            let part = &code[..cut];
+            let found = wildx::validate::function::<U6>(part).unwrap_err();
+            let sweep = structural(part).unwrap_err();
+            if sweep.rule == Rule::Truncated {
+                truncated += 1;
+                assert_eq!(found, sweep, "{part:02x?}");
+            }
+        }
+    }
+    assert!(truncated > 150, "only {truncated} cuts inside an instruction");
+}
+
 // ---- Differential decoding against iced-x86 ----------------------------------------
 
 /// The full register number of an iced register: GPRs 0..=15, XMM 16..=31, else None.

@@ -357,12 +357,34 @@ pub(super) fn decode_into_outlined(code: &[u8], at: usize, o: &mut Insn) -> Resu
     fast_then::<true>(code, at, o)
 }
 
+/// [`decode_into_outlined`] with the fast path reading a whole 16-byte window of
+/// `padded`: `code` followed by 16 or more bytes (see `scratch::padded`), so that it
+/// checks no length before the bytes it reads.
+///
+/// The fast path reads only the bytes of the instruction it decodes: where the result
+/// ends inside `code` it is [`decode_into`]'s. It may instead end past `code`, having
+/// read the padding: that instruction is not in the code (which ends inside it), and
+/// the caller must not use it as decoded. Checking the end once, after the last
+/// instruction, is cheaper than checking each one.
+///
+/// # Errors
+/// As [`decode_into`].
+#[inline(always)]
+pub(super) fn decode_padded(code: &[u8], padded: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
+    debug_assert!(*o == Insn::EMPTY);
+    debug_assert!(padded.len() >= code.len() + 16 && padded.starts_with(code));
+    if let Some(len) = padded.get(at..at + 16).and_then(|w| fast(w, at, o)) {
+        return Ok(len);
+    }
+    general_outlined(code, at, o)
+}
+
 /// The fast path, then for what it declines the general decoder: out of line if
 /// `OUTLINED`, else inlined.
 #[inline(always)]
 fn fast_then<const OUTLINED: bool>(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
     debug_assert!(*o == Insn::EMPTY);
-    if let Some(len) = fast(code, at, o) {
+    if let Some(len) = code.get(at..).and_then(|w| fast(w, at, o)) {
         return Ok(len);
     }
     if OUTLINED { general_outlined(code, at, o) } else { general(code, at, o) }
@@ -384,21 +406,25 @@ fn general_outlined(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
 /// length, or returns `None`, with `o` untouched, for anything else, bytes that end
 /// too early included ([`general`] then decides). A unit test compares the two over
 /// random and steered byte strings.
+///
+/// `win` holds the bytes from the instruction's start, which is at offset `at` in the
+/// code (for jump targets); positions below are relative to it. It reads only bytes of
+/// the instruction it decodes (see [`decode_padded`]).
 #[inline(always)]
-fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
-    let b0 = *code.get(at)?;
+fn fast(win: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
+    let b0 = *win.first()?;
     // One table lookup gives the form; a REX moves on to the opcode after it, whose
     // form must then be one that takes a REX.
     let mut class = FAST[b0 as usize];
     let (rex, p, op) = if class == F_REX {
-        let op = *code.get(at + 1)?;
+        let op = *win.get(1)?;
         class = FAST[op as usize];
         if class >= F_NO_REX {
             return None;
         }
-        (b0, at + 1, op)
+        (b0, 1, op)
     } else {
-        (0, at, b0)
+        (0, 0, b0)
     };
     let w = rex & 8 != 0;
     let b = (rex & 1) << 3;
@@ -410,25 +436,25 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
             o.reads = gpr(RSP);
             o.writes = gpr(RSP);
             o.mem = Some(stack_slot(false));
-            return done(o, at, at + 1);
+            return done(o, 1);
         }
         // 70-7F: jcc rel8, EB: jmp rel8
         F_JCC8 | F_JMP8 => {
-            let target = at as i64 + 2 + *code.get(at + 1)? as i8 as i64;
+            let target = at as i64 + 2 + *win.get(1)? as i8 as i64;
             o.flow = if class == F_JMP8 { Flow::Jump(target) } else { Flow::Branch(target) };
-            return done(o, at, at + 2);
+            return done(o, 2);
         }
         // 90: nop
-        F_NOP => return done(o, at, at + 1),
+        F_NOP => return done(o, 1),
         // One mandatory prefix before the 0F map (or the operand-size prefix of a nop).
         F_PREFIX => {
-            let b1 = *code.get(at + 1)?;
+            let b1 = *win.get(1)?;
             let rex = if b1 & 0xf0 == 0x40 { b1 } else { 0 };
-            let p = at + 1 + (rex != 0) as usize;
-            if *code.get(p)? != 0x0f {
+            let p = 1 + (rex != 0) as usize;
+            if *win.get(p)? != 0x0f {
                 return None;
             }
-            return fast_0f(code, at, p + 1, b0, rex, o);
+            return fast_0f(win, p + 1, b0, rex, o);
         }
         // 50-57: push r64 / 58-5F: pop r64
         F_PUSH => {
@@ -437,7 +463,7 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
             o.writes = gpr(RSP);
             o.op = Op::Push(r);
             o.mem = Some(stack_slot(true));
-            return done(o, at, p + 1);
+            return done(o, p + 1);
         }
         F_POP => {
             let r = (op & 7) | b;
@@ -445,28 +471,28 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
             o.writes = gpr(r) | gpr(RSP);
             o.op = Op::Pop(r);
             o.mem = Some(stack_slot(false));
-            return done(o, at, p + 1);
+            return done(o, p + 1);
         }
-        F_0F => return fast_0f(code, at, p + 1, 0, rex, o),
+        F_0F => return fast_0f(win, p + 1, 0, rex, o),
         // 98: cdqe (cwde), 99: cqo (cdq)
         F_CONVERT => {
             o.reads = gpr(RAX);
             o.writes = gpr(if op == 0x98 { RAX } else { RDX });
-            return done(o, at, p + 1);
+            return done(o, p + 1);
         }
         // B8-BF: mov r, Iv
         F_MOV_IMM => {
             let end = p + 1 + if w { 8 } else { 4 };
-            if end > code.len() {
+            if end > win.len() {
                 return None;
             }
             o.writes = gpr((op & 7) | b);
-            return done(o, at, end);
+            return done(o, end);
         }
         // 8D: lea Gv, M
         F_LEA => {
-            let m = *code.get(p + 1)?;
-            let (mem, end) = fast_mem(code, p + 1, m, rex, 0)?;
+            let m = *win.get(p + 1)?;
+            let (mem, end) = fast_mem(win, p + 1, m, rex, 0)?;
             let reg = ((m >> 3) & 7) | ((rex & 4) << 1);
             o.reads = addr_regs(&mem);
             o.writes = gpr(reg);
@@ -474,12 +500,12 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
             if w {
                 o.op = Op::Lea(reg);
             }
-            return done(o, at, end);
+            return done(o, end);
         }
         _ => {}
     }
     // The register forms (ModRM mod 3) of v-sized operands.
-    let m = *code.get(p + 1)?;
+    let m = *win.get(p + 1)?;
     if m >> 6 != 3 {
         return None;
     }
@@ -489,7 +515,7 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
     match class {
         // 83: grp1 Ev, Ib (add, or, adc, sbb, and, sub, xor, cmp)
         F_GRP1_IB => {
-            let imm = *code.get(p + 2)? as i8 as i32;
+            let imm = *win.get(p + 2)? as i8 as i32;
             end += 1;
             let alu = reg & 7;
             o.reads = gpr(n);
@@ -521,7 +547,7 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
         // C1: grp2 Ev, Ib / D1: by 1 / D3: by CL
         F_SHIFT => {
             if op == 0xc1 {
-                if p + 2 >= code.len() {
+                if p + 2 >= win.len() {
                     return None;
                 }
                 end += 1;
@@ -564,7 +590,7 @@ fn fast(code: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
             }
         }
     }
-    done(o, at, end)
+    done(o, end)
 }
 
 // The forms of the fast path's table. Those from `F_NO_REX` on are taken only without
@@ -626,20 +652,20 @@ const FAST: [u8; 256] = {
     t
 };
 
-/// The fast path's instruction from `at` to `end`: its length.
+/// The fast path's instruction, `end` bytes long: its length.
 #[inline(always)]
-fn done(o: &mut Insn, at: usize, end: usize) -> Option<u8> {
-    let len = (end - at) as u8;
+fn done(o: &mut Insn, end: usize) -> Option<u8> {
+    let len = end as u8;
     o.len = len;
     Some(len)
 }
 
-/// The fast path in the `0F` map: `q` is the position after `0F`, `pfx` the one
+/// The fast path in the `0F` map: `q` is the position in `win` after `0F`, `pfx` the one
 /// prefix before it (`66`, `F2`, `F3`) or 0.
 #[inline(always)]
-fn fast_0f(code: &[u8], at: usize, q: usize, pfx: u8, rex: u8, o: &mut Insn) -> Option<u8> {
-    let op = *code.get(q)?;
-    let m = *code.get(q + 1)?;
+fn fast_0f(win: &[u8], q: usize, pfx: u8, rex: u8, o: &mut Insn) -> Option<u8> {
+    let op = *win.get(q)?;
+    let m = *win.get(q + 1)?;
     let reg = ((m >> 3) & 7) | ((rex & 4) << 1);
     if op == 0x1f {
         // 0F 1F /0: nop Ev; the operand is not accessed.
@@ -647,7 +673,7 @@ fn fast_0f(code: &[u8], at: usize, q: usize, pfx: u8, rex: u8, o: &mut Insn) -> 
             return None;
         }
         if m >> 6 == 3 {
-            return done(o, at, q + 2);
+            return done(o, q + 2);
         }
         let size = if rex & 8 != 0 {
             8
@@ -656,9 +682,9 @@ fn fast_0f(code: &[u8], at: usize, q: usize, pfx: u8, rex: u8, o: &mut Insn) -> 
         } else {
             4
         };
-        let (mem, end) = fast_mem(code, q + 1, m, rex, size)?;
+        let (mem, end) = fast_mem(win, q + 1, m, rex, size)?;
         o.mem = Some(mem);
-        return done(o, at, end);
+        return done(o, end);
     }
     if m >> 6 != 3 {
         return None;
@@ -720,14 +746,14 @@ fn fast_0f(code: &[u8], at: usize, q: usize, pfx: u8, rex: u8, o: &mut Insn) -> 
         }
         _ => return None,
     }
-    done(o, at, q + 2)
+    done(o, q + 2)
 }
 
-/// The fast path's memory operand of ModRM byte `m` at `code[p]` (mod 0..=2): the
+/// The fast path's memory operand of ModRM byte `m` at `win[p]` (mod 0..=2): the
 /// operand (neither read nor written, as `lea` and `nop` have it) and the position
 /// after its last displacement byte; `None` where the bytes end first.
 #[inline(always)]
-fn fast_mem(code: &[u8], p: usize, m: u8, rex: u8, size: u8) -> Option<(Mem, usize)> {
+fn fast_mem(win: &[u8], p: usize, m: u8, rex: u8, size: u8) -> Option<(Mem, usize)> {
     let md = m >> 6;
     if md == 3 {
         return None;
@@ -738,7 +764,7 @@ fn fast_mem(code: &[u8], p: usize, m: u8, rex: u8, size: u8) -> Option<(Mem, usi
     let rm = m & 7;
     let mut disp32 = md == 2;
     if rm == 4 {
-        let sib = *code.get(q)?;
+        let sib = *win.get(q)?;
         q += 1;
         let idx = ((sib >> 3) & 7) | ((rex & 2) << 2);
         mem.scale = 1 << (sib >> 6);
@@ -758,10 +784,10 @@ fn fast_mem(code: &[u8], p: usize, m: u8, rex: u8, size: u8) -> Option<(Mem, usi
         mem.base = rm | b;
     }
     if md == 1 {
-        mem.disp = *code.get(q)? as i8 as i32;
+        mem.disp = *win.get(q)? as i8 as i32;
         q += 1;
     } else if disp32 {
-        let d = code.get(q..q + 4)?;
+        let d = win.get(q..q + 4)?;
         mem.disp = i32::from_le_bytes([d[0], d[1], d[2], d[3]]);
         q += 4;
     }
@@ -1629,7 +1655,7 @@ mod tests {
             let code = &buf[..len];
             for at in 0..len.min(2) {
                 let mut o = Insn::EMPTY;
-                if fast(code, at, &mut o).is_some() {
+                if fast(&code[at..], at, &mut o).is_some() {
                     taken += 1;
                 } else {
                     assert_eq!(o, Insn::EMPTY, "fast path wrote before declining: {:02x?} at {at}", code);
@@ -1638,5 +1664,50 @@ mod tests {
             }
         }
         assert!(taken > 500_000, "the fast path was taken only {taken} times");
+    }
+
+    /// `decode_padded` gives `decode`'s result wherever the instruction it decodes ends
+    /// inside the code, and where it ends past it (having read the padding, here random
+    /// bytes rather than zeros), `decode` rejects the bytes: at every offset of random
+    /// code of every length up to 32, steered into the fast path's forms.
+    #[test]
+    fn padded_decoding_agrees_with_decode() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let common: &[u8] = &[0x48, 0x4c, 0x89, 0x8b, 0x8d, 0x83, 0x31, 0x39, 0x85, 0xc3, 0x75, 0xeb, 0x0f, 0x66, 0xf2];
+        let mut buf = [0u8; 48];
+        let (mut past, mut inside) = (0u64, 0u64);
+        for _ in 0..400_000 {
+            for chunk in buf.chunks_mut(8) {
+                chunk.copy_from_slice(&next().to_le_bytes());
+            }
+            for b in buf.iter_mut() {
+                if next() % 3 == 0 {
+                    *b = common[next() as usize % common.len()];
+                }
+            }
+            let len = 1 + next() as usize % 32;
+            let (code, padded) = (&buf[..len], &buf[..len + 16]);
+            for at in 0..len {
+                let mut o = Insn::EMPTY;
+                match decode_padded(code, padded, at, &mut o) {
+                    Ok(n) if at + n as usize > len => {
+                        past += 1;
+                        assert!(decode(code, at).is_err(), "bytes {:02x?} at {at}: {o:?} past the end", code);
+                    }
+                    Ok(_) => {
+                        inside += 1;
+                        assert_eq!(Ok(o), decode(code, at), "bytes {:02x?} at {at}", code);
+                    }
+                    Err(rule) => assert_eq!(Err(rule), decode(code, at), "bytes {:02x?} at {at}", code),
+                }
+            }
+        }
+        assert!(past > 50_000 && inside > 2_000_000, "{past} decoded past the end, {inside} inside");
     }
 }

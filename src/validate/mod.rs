@@ -183,7 +183,7 @@ pub fn structural(code: &[u8]) -> Result<(), Violation> {
 /// Syscalls: none for code up to 512 bytes and 128 instructions (scratch on the stack,
 /// at most about 19 KiB of it in use at once); longer code uses the scratch mapping
 /// [`structural`] describes. Code up to 512 bytes is first checked in one pass that
-/// decodes and applies each instruction at once (about 3.5 KiB of that stack); where
+/// decodes and applies each instruction at once (about 4 KiB of that stack); where
 /// that pass cannot accept, the full check decides, so the verdict and its offset never
 /// depend on which one ran.
 ///

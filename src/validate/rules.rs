@@ -20,7 +20,7 @@ use core::mem::MaybeUninit;
 
 use super::abi::Abi;
 use super::decode::{self, Flow, Insn, NONE, Op, RBP, RIP, RSP};
-use super::scratch::{Buf, Mapped, STACK_LEN, STACK_NODES};
+use super::scratch::{self, Buf, Mapped, PAD, STACK_LEN, STACK_NODES};
 use super::{FRAME_LIMIT, MAX_LEN, Rule, Violation};
 
 /// A path reaches it.
@@ -300,7 +300,9 @@ const CHECKPOINTS: usize = STACK_LEN / 16 + LANDINGS;
 pub(super) fn one_pass_stack(code: &[u8], abi: Abi) -> bool {
     let mut landing = [const { MaybeUninit::<State>::uninit() }; LANDINGS];
     let mut kept = [const { MaybeUninit::<(u32, State)>::uninit() }; CHECKPOINTS];
-    one_pass(code, abi, &mut landing, &mut kept)
+    let mut bytes = [MaybeUninit::<u8>::uninit(); STACK_LEN + PAD];
+    let Some(padded) = scratch::padded(&mut bytes, code) else { return false };
+    one_pass(code, padded, abi, &mut landing, &mut kept)
 }
 
 /// The ABI check in one pass over the code that decodes each instruction and applies
@@ -333,7 +335,13 @@ pub(super) fn one_pass_stack(code: &[u8], abi: Abi) -> bool {
 /// kept state before it (none of them a forward target, so the same steps as the first
 /// time): the target starts an instruction in its own 16-byte block, so the first one
 /// there was kept, at most 15 bytes before it: linear in all.
-fn one_pass(code: &[u8], abi: Abi, landing: &mut [MaybeUninit<State>], kept: &mut [MaybeUninit<(u32, State)>]) -> bool {
+fn one_pass(
+    code: &[u8],
+    padded: &[u8],
+    abi: Abi,
+    landing: &mut [MaybeUninit<State>],
+    kept: &mut [MaybeUninit<(u32, State)>],
+) -> bool {
     let mut landing = Buf::new(landing);
     let mut kept = Buf::new(kept);
     // Forward jumps not landed yet: (target, index of its state in `landing`), the
@@ -371,7 +379,7 @@ fn one_pass(code: &[u8], abi: Abi, landing: &mut [MaybeUninit<State>], kept: &mu
         }
         live = true;
         let mut insn = Insn::EMPTY;
-        let Ok(len) = decode::decode_into_outlined(code, at, &mut insn) else { return false };
+        let Ok(len) = decode::decode_padded(code, padded, at, &mut insn) else { return false };
         let next = at + len as usize;
         if !apply(code, abi, &insn, at, &mut s) {
             return false;
@@ -410,7 +418,7 @@ fn one_pass(code: &[u8], abi: Abi, landing: &mut [MaybeUninit<State>], kept: &mu
                     }
                 } else {
                     // Backward: onto an instruction start whose state this confirms.
-                    let Some(target) = state_at(code, abi, kept.as_slice(), t as usize) else { return false };
+                    let Some(target) = state_at(code, padded, abi, kept.as_slice(), t as usize) else { return false };
                     if !target.below(&s) {
                         return false;
                     }
@@ -423,9 +431,10 @@ fn one_pass(code: &[u8], abi: Abi, landing: &mut [MaybeUninit<State>], kept: &mu
         }
         at = next;
     }
-    // Nothing falls off the end, and no forward jump is left inside the last
-    // instruction.
-    !live && pending == 0
+    // Nothing falls off the end, no forward jump is left inside the last instruction,
+    // and that instruction ends where the code does (`decode_padded` may have read past
+    // it).
+    !live && pending == 0 && at == code.len()
 }
 
 /// One instruction at `at` applied to `s`, as `run` applies it; false if a rule breaks
@@ -449,13 +458,13 @@ fn apply(code: &[u8], abi: Abi, insn: &Insn, at: usize, s: &mut State) -> bool {
 /// The one pass's state before the instruction at `target` (already passed), from the
 /// nearest state kept at or before it; `None` if `target` is inside an instruction.
 #[inline(never)]
-fn state_at(code: &[u8], abi: Abi, kept: &[(u32, State)], target: usize) -> Option<State> {
+fn state_at(code: &[u8], padded: &[u8], abi: Abi, kept: &[(u32, State)], target: usize) -> Option<State> {
     // The nearest kept state is mostly the last or close to it.
     let k = kept.iter().rposition(|&(at, _)| at as usize <= target)?;
     let (mut at, mut s) = (kept[k].0 as usize, kept[k].1);
     while at < target {
         let mut insn = Insn::EMPTY;
-        let len = decode::decode_into_outlined(code, at, &mut insn).ok()?;
+        let len = decode::decode_padded(code, padded, at, &mut insn).ok()?;
         if !apply(code, abi, &insn, at, &mut s) {
             return None;
         }

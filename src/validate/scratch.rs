@@ -2,7 +2,7 @@
 //! short code, an anonymous mapping for longer code.
 //!
 //! Invariant owned here: a [`Buf`] hands out exactly the elements pushed into it, never
-//! uninitialised memory; a [`Mapped`] hands out room for one node per code byte, a
+//! uninitialised memory; [`padded`] hands out exactly the bytes it wrote; a [`Mapped`] hands out room for one node per code byte, a
 //! zeroed bitmap word and a zeroed rank per 64 code bytes, to one check at a time, and
 //! when dropped either keeps its mapping (at most one, of at most 1 MiB, process-wide)
 //! for the next check or unmaps it.
@@ -91,6 +91,28 @@ impl<'a, T: Copy> Buf<'a, T> {
         // `T: Copy`, so nothing needs dropping.
         unsafe { core::slice::from_raw_parts_mut(self.mem.as_mut_ptr().cast::<T>(), self.len) }
     }
+}
+
+/// Bytes after the code that [`padded`] adds: a 16-byte read from any offset inside the
+/// code stays in bounds.
+pub(crate) const PAD: usize = 16;
+
+/// `code` followed by [`PAD`] zero bytes, written into `mem` (nothing else is zeroed);
+/// `None` if `mem` is shorter than that.
+#[inline(always)]
+pub(crate) fn padded<'a>(mem: &'a mut [MaybeUninit<u8>], code: &[u8]) -> Option<&'a [u8]> {
+    let n = code.len();
+    let room = mem.get_mut(..n.checked_add(PAD)?)?;
+    let (head, tail) = room.split_at_mut(n);
+    // SAFETY: `head` has room for exactly `n` bytes, `code` is `n` bytes long, the two
+    // cannot overlap (`mem` is borrowed mutably, `code` shared), and `MaybeUninit<u8>`
+    // has `u8`'s layout.
+    unsafe { ptr::copy_nonoverlapping(code.as_ptr(), head.as_mut_ptr().cast::<u8>(), n) };
+    tail.fill(MaybeUninit::new(0));
+    // SAFETY: all `n + PAD` bytes of `room` were written just above, `MaybeUninit<u8>`
+    // has `u8`'s layout, and the result borrows `mem` for `'a`, so nothing writes them
+    // while it is read.
+    Some(unsafe { core::slice::from_raw_parts(room.as_ptr().cast::<u8>(), n + PAD) })
 }
 
 /// A mapping up to this size is kept for the next check rather than unmapped: checks of
