@@ -2,13 +2,13 @@
 //! short code, an anonymous mapping for longer code.
 //!
 //! Invariant owned here: a [`Buf`] hands out exactly the elements pushed into it, never
-//! uninitialised memory; [`padded`] hands out exactly the bytes it wrote; a [`Mapped`] hands out room for one node per code byte, a
-//! zeroed bitmap word and a zeroed rank per 64 code bytes, to one check at a time, and
-//! when dropped either keeps its mapping (at most one, of at most 1 MiB, process-wide)
-//! for the next check or unmaps it.
+//! uninitialised memory; [`padded`] hands out exactly the bytes it wrote; a [`Mapped`]
+//! hands out room for one node per code byte, a zeroed bitmap word and a zeroed rank per
+//! 64 code bytes, to one check at a time, and when dropped either keeps its mapping (at
+//! most one, of at most 1 MiB, process-wide) for the next check or unmaps it.
 //!
-//! This file needs `unsafe` to view written `MaybeUninit` memory and a fresh mapping as
-//! slices, and to unmap it.
+//! This file needs `unsafe` to copy code into `MaybeUninit` memory, to view written
+//! `MaybeUninit` memory and a fresh mapping as slices, and to unmap it.
 
 #![allow(unsafe_code)]
 
