@@ -361,8 +361,9 @@ pub(super) fn decode_into_outlined(code: &[u8], at: usize, o: &mut Insn) -> Resu
 /// `padded`: `code` followed by 16 or more bytes (see `scratch::padded`), so that it
 /// checks no length before the bytes it reads.
 ///
-/// The fast path reads only the bytes of the instruction it decodes: where the result
-/// ends inside `code` it is [`decode_into`]'s. It may instead end past `code`, having
+/// Where the fast path returns a length, every byte it read lies inside that length, so
+/// where the result ends inside `code` it is [`decode_into`]'s (a unit test checks this
+/// with random bytes as the padding). It may instead end past `code`, having
 /// read the padding: that instruction is not in the code (which ends inside it), and
 /// the caller must not use it as decoded. Checking the end once, after the last
 /// instruction, is cheaper than checking each one.
@@ -408,8 +409,8 @@ fn general_outlined(code: &[u8], at: usize, o: &mut Insn) -> Result<u8, Rule> {
 /// random and steered byte strings.
 ///
 /// `win` holds the bytes from the instruction's start, which is at offset `at` in the
-/// code (for jump targets); positions below are relative to it. It reads only bytes of
-/// the instruction it decodes (see [`decode_padded`]).
+/// code (for jump targets); positions below are relative to it. When it returns a
+/// length, it has read no byte past it (see [`decode_padded`]).
 #[inline(always)]
 fn fast(win: &[u8], at: usize, o: &mut Insn) -> Option<u8> {
     let b0 = *win.first()?;
